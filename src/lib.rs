@@ -8,6 +8,8 @@
 //! real WinRM, used by the tests, the demo and the benchmarks.
 
 pub mod analysis;
+pub mod app;
+pub mod cli;
 pub mod facts;
 pub mod inventory;
 pub mod lab;

@@ -185,7 +185,9 @@ impl Fleet {
             .map_err(|e| anyhow::anyhow!("{}: cannot read fleet file: {e}", path.display()))?;
         let fleet: Fleet = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: bad fleet file: {e}", path.display()))?;
-        fleet.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        fleet
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(fleet)
     }
 
@@ -193,7 +195,10 @@ impl Fleet {
         let mut seen = std::collections::HashSet::new();
         for s in &self.servers {
             if !s.address.is_loopback() {
-                return Err(format!("server {}: address {} is not loopback (127.0.0.0/8)", s.name, s.address));
+                return Err(format!(
+                    "server {}: address {} is not loopback (127.0.0.0/8)",
+                    s.name, s.address
+                ));
             }
             if !seen.insert(s.name.to_ascii_lowercase()) {
                 return Err(format!("server {} is listed twice", s.name));
@@ -218,7 +223,9 @@ impl Fleet {
 
 impl ServerSpec {
     pub fn fqdn(&self) -> String {
-        self.fqdn.clone().unwrap_or_else(|| format!("{}.lab.local", self.name.to_ascii_lowercase()))
+        self.fqdn
+            .clone()
+            .unwrap_or_else(|| format!("{}.lab.local", self.name.to_ascii_lowercase()))
     }
     pub fn is_edge(&self) -> bool {
         self.role.to_ascii_lowercase().contains("edge")
