@@ -294,3 +294,28 @@ mod absent_or_bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_fleet_loads_and_covers_every_fault() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/lab/demo.toml");
+        let fleet = Fleet::load(&path).unwrap();
+        assert!(fleet.servers.len() >= 20);
+        let f = |p: &dyn Fn(&Faults) -> bool| fleet.servers.iter().any(|s| p(&s.faults));
+        assert!(f(&|x| x.down) && f(&|x| x.hang) && f(&|x| x.wrong_password));
+        assert!(f(&|x| x.garbage) && f(&|x| x.http500) && f(&|x| x.drop_mid_response));
+        assert!(f(&|x| x.timed_out_polls > 0) && f(&|x| x.noise) && f(&|x| x.ps51_quirks));
+        assert!(f(&|x| x.no_snapin));
+        assert!(fleet.servers.iter().any(|s| s.mitigations_enabled.is_none()));
+    }
+
+    #[test]
+    fn non_loopback_address_is_refused() {
+        let text = "[org]\nname = \"x\"\n[[server]]\nname = \"A\"\naddress = \"10.0.0.1\"\n";
+        let fleet: Fleet = toml::from_str(text).unwrap();
+        assert!(fleet.validate().unwrap_err().contains("not loopback"));
+    }
+}
