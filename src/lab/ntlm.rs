@@ -212,7 +212,8 @@ impl Rc4 {
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time equality (the length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -381,39 +382,29 @@ fn push_buffer_fields(msg: &mut Vec<u8>, len: usize, offset: usize) {
 // ---------------------------------------------------------------------------------------------
 // AUTHENTICATE
 
-/// Accounts the received names may designate. `DOMAIN\user` inside UserName designates none:
-/// Windows treats the backslash as part of the name.
-fn candidates<'a>(
-    ch: &Challenge,
-    user: &str,
-    domain: &str,
-    accounts: &'a [AccountSpec],
-) -> Vec<&'a AccountSpec> {
+/// Whether `a` is the account designated by the names a client sent: `DOMAIN` may be the
+/// NetBIOS or DNS domain, or empty (the host's own); a UPN comes whole in `user` with an empty
+/// domain. `DOMAIN\\user` inside the user name designates nothing: Windows takes the backslash
+/// as part of the name.
+pub fn account_matches(a: &AccountSpec, id: &ServerIdentity, domain: &str, user: &str) -> bool {
+    matches(a, &id.nb_domain, &id.dns_domain, domain, user)
+}
+
+fn matches(a: &AccountSpec, nb_domain: &str, dns_domain: &str, domain: &str, user: &str) -> bool {
     if user.contains('\\') {
-        return Vec::new();
+        return false;
     }
-    let domain_matches = |a: &AccountSpec| {
-        domain.is_empty()
+    if domain.is_empty()
+        && let Some((name, suffix)) = user.split_once('@')
+    {
+        return a.user.eq_ignore_ascii_case(name)
+            && (suffix.eq_ignore_ascii_case(dns_domain) || suffix.eq_ignore_ascii_case(&a.domain));
+    }
+    a.user.eq_ignore_ascii_case(user)
+        && (domain.is_empty()
             || a.domain.eq_ignore_ascii_case(domain)
-            || (domain.eq_ignore_ascii_case(&ch.dns_domain)
-                && a.domain.eq_ignore_ascii_case(&ch.nb_domain))
-    };
-    let upn = if domain.is_empty() {
-        user.split_once('@')
-    } else {
-        None
-    };
-    accounts
-        .iter()
-        .filter(|a| match upn {
-            Some((name, suffix)) => {
-                a.user.eq_ignore_ascii_case(name)
-                    && (suffix.eq_ignore_ascii_case(&ch.dns_domain)
-                        || suffix.eq_ignore_ascii_case(&a.domain))
-            }
-            None => a.user.eq_ignore_ascii_case(user) && domain_matches(a),
-        })
-        .collect()
+            || (domain.eq_ignore_ascii_case(dns_domain)
+                && a.domain.eq_ignore_ascii_case(nb_domain)))
 }
 
 /// Verifies an AUTHENTICATE against `accounts` (MS-NLMP 3.2.5.1.2). `expected_cb` is the
@@ -462,7 +453,10 @@ pub fn authenticate(
     } else {
         format!("{domain}\\{user}")
     };
-    let candidates = candidates(ch, &user, &domain, accounts);
+    let candidates: Vec<&AccountSpec> = accounts
+        .iter()
+        .filter(|a| matches(a, &ch.nb_domain, &ch.dns_domain, &domain, &user))
+        .collect();
     if candidates.is_empty() {
         return Err(NtlmFailure::UnknownUser(shown));
     }
