@@ -217,7 +217,8 @@ enum AuthState {
     Challenged(ntlm::Challenge),
     Ntlm {
         user: String,
-        session: ntlm::Session,
+        /// Boxed: the two RC4 states make it several times the size of the other variants.
+        session: Box<ntlm::Session>,
     },
 }
 
@@ -521,7 +522,7 @@ async fn negotiate(
                     rec.user = Some(user.clone());
                     *conn.state() = AuthState::Ntlm {
                         user,
-                        session: a.session,
+                        session: Box::new(a.session),
                     };
                     process(host, conn, Scheme::Ntlm, sealed, body, rec).await
                 }

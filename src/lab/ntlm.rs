@@ -252,7 +252,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// A security buffer (len u16, maxlen u16, offset u32) of `msg` at `at`.
-fn buffer<'a>(msg: &'a [u8], at: usize) -> Result<&'a [u8], NtlmFailure> {
+fn buffer(msg: &[u8], at: usize) -> Result<&[u8], NtlmFailure> {
     let bad = NtlmFailure::Malformed("security buffer out of range");
     let len = u16_at(msg, at).ok_or(bad.clone())? as usize;
     let off = u32_at(msg, at + 4).ok_or(bad.clone())? as usize;
@@ -277,7 +277,7 @@ pub fn token_type(token: &[u8]) -> Option<u32> {
 
 fn decode_str(raw: &[u8], unicode: bool) -> Result<String, NtlmFailure> {
     if unicode {
-        if raw.len() % 2 != 0 {
+        if !raw.len().is_multiple_of(2) {
             return Err(NtlmFailure::Malformed("odd-length UTF-16 string"));
         }
         let units: Vec<u16> = raw
