@@ -707,3 +707,236 @@ async fn process(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The connection rules, driven byte by byte with the acceptor's test initiator.
+    use crate::lab::ntlm::test_client::{self, Options};
+    use crate::lab::{Lab, LabOptions};
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    struct Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Vec<&str> {
+            self.headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        }
+    }
+
+    async fn post(
+        c: &mut TcpStream,
+        auth: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Answer {
+        let auth = auth
+            .map(|a| format!("Authorization: Negotiate {a}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST /wsman HTTP/1.1\r\nHost: lab\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            assert_eq!(c.read(&mut byte).await.unwrap(), 1, "connection closed");
+            raw.push(byte[0]);
+        }
+        let text = String::from_utf8(raw).unwrap();
+        let mut lines = text.split("\r\n");
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len];
+        c.read_exact(&mut body).await.unwrap();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Type 1 → Type 2 → empty Type 3 on `c`; returns the client's sealing session.
+    async fn handshake(c: &mut TcpStream) -> crate::lab::ntlm::Session {
+        let t1 = test_client::type1();
+        let a = post(c, Some(&B64.encode(&t1)), super::SOAP_CONTENT_TYPE, b"").await;
+        assert_eq!(a.status, 401);
+        let challenge = a.header("www-authenticate");
+        assert_eq!(challenge.len(), 1);
+        let t2 = B64
+            .decode(challenge[0].strip_prefix("Negotiate ").unwrap())
+            .unwrap();
+        let o = Options {
+            user: "administrator",
+            domain: "LAB",
+            password: "Lab-Passw0rd!",
+            cb: None,
+            corrupt_mic: false,
+        };
+        let (t3, session) = test_client::type3(&t1, &t2, &o);
+        let a = post(c, Some(&B64.encode(&t3)), super::SOAP_CONTENT_TYPE, b"").await;
+        assert_eq!((a.status, a.body.len()), (200, 0));
+        session
+    }
+
+    fn envelope(action: &str, shell: Option<&str>) -> Vec<u8> {
+        let selector = shell
+            .map(|s| {
+                format!(
+                    r#"<w:SelectorSet><w:Selector Name="ShellId">{s}</w:Selector></w:SelectorSet>"#
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:Action>{action}</a:Action><a:MessageID>uuid:0A1B2C3D-0000-4000-8000-00000000ABCD</a:MessageID>{selector}</s:Header><s:Body/></s:Envelope>"#
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn sealed_answers_faults_sealed_and_type1_resets_the_context() {
+        let free = || {
+            std::net::TcpListener::bind("127.0.77.20:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (http, https) = (free(), free());
+        let fleet: crate::lab::fleet::Fleet = toml::from_str(&format!(
+            "[org]\nname = \"C\"\n[listener]\nhttp_port = {http}\nhttps_port = {https}\n\
+             [[server]]\nname = \"EX20\"\naddress = \"127.0.77.20\"\n"
+        ))
+        .unwrap();
+        let lab = Lab::start(
+            fleet,
+            LabOptions {
+                log_path: None,
+                keep_log_in_memory: true,
+            },
+        )
+        .await
+        .unwrap();
+        let mut c = TcpStream::connect(("127.0.77.20", http)).await.unwrap();
+        let mut client = handshake(&mut c).await;
+
+        let create = envelope(
+            "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
+            None,
+        );
+        let a = post(
+            &mut c,
+            None,
+            crate::lab::ntlm::SEALED_CONTENT_TYPE,
+            &client.seal_body(&create),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.header("content-type"),
+            vec![crate::lab::ntlm::SEALED_CONTENT_TYPE]
+        );
+        assert_eq!(a.header("server"), vec!["Microsoft-HTTPAPI/2.0"]);
+        let text = String::from_utf8(client.unseal_body(&a.body).unwrap()).unwrap();
+        assert!(text.contains("ShellId"), "{text}");
+
+        // A fault comes back sealed, with HTTP 500.
+        let receive = envelope(
+            "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive",
+            Some("NOPE"),
+        );
+        let a = post(
+            &mut c,
+            None,
+            crate::lab::ntlm::SEALED_CONTENT_TYPE,
+            &client.seal_body(&receive),
+        )
+        .await;
+        assert_eq!(a.status, 500);
+        assert_eq!(
+            a.header("content-type"),
+            vec![crate::lab::ntlm::SEALED_CONTENT_TYPE]
+        );
+        assert!(
+            String::from_utf8(client.unseal_body(&a.body).unwrap())
+                .unwrap()
+                .contains("InvalidSelectors")
+        );
+
+        // Plaintext on the authenticated HTTP connection: refused (AllowUnencrypted=false).
+        let a = post(&mut c, None, super::SOAP_CONTENT_TYPE, &create).await;
+        assert_eq!(a.status, 401);
+
+        // A new Type 1 resets the context: the old session's sealed request is now refused.
+        let a = post(
+            &mut c,
+            Some(&B64.encode(test_client::type1())),
+            super::SOAP_CONTENT_TYPE,
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, 401);
+        let a = post(
+            &mut c,
+            None,
+            crate::lab::ntlm::SEALED_CONTENT_TYPE,
+            &client.seal_body(&create),
+        )
+        .await;
+        assert_eq!(a.status, 401);
+
+        // A fresh handshake on the same connection works again, with fresh RC4 streams.
+        let mut client = handshake(&mut c).await;
+        let a = post(
+            &mut c,
+            None,
+            crate::lab::ntlm::SEALED_CONTENT_TYPE,
+            &client.seal_body(&create),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        client.unseal_body(&a.body).unwrap();
+
+        // Another connection has no context, whatever this one has.
+        let mut other = TcpStream::connect(("127.0.77.20", http)).await.unwrap();
+        let a = post(
+            &mut other,
+            None,
+            crate::lab::ntlm::SEALED_CONTENT_TYPE,
+            &client.seal_body(&create),
+        )
+        .await;
+        assert_eq!(a.status, 401);
+
+        let log = lab.log_records();
+        assert!(
+            log.iter().all(|r| !r.plaintext_soap || r.status == 401),
+            "{log:?}"
+        );
+        assert_eq!(lab.open_shells(), 2);
+        lab.shutdown().await;
+    }
+}
