@@ -32,7 +32,7 @@ enum Cmd {
         /// Write the lab CA certificate (PEM) here, for HTTPS clients to trust.
         #[arg(long)]
         ca_out: Option<PathBuf>,
-        /// Append one JSON line per HTTP request here.
+        /// Write one JSON line per HTTP request here (the file is replaced).
         #[arg(long)]
         log: Option<PathBuf>,
     },

@@ -615,6 +615,15 @@ fn windows_name(accounts: &[AccountSpec], id: &ServerIdentity, domain: &str, use
         .unwrap_or_else(|| format!("{domain}\\{user}"))
 }
 
+/// Runs `f` on the connection's sealing session, if it has one. The lock is released before
+/// the caller acts on the result (a rejection takes the lock again).
+fn with_session<T>(conn: &ConnCtx, f: impl FnOnce(&mut ntlm::Session) -> T) -> Option<T> {
+    match &mut *conn.state() {
+        AuthState::Ntlm { session, .. } => Some(f(session)),
+        _ => None,
+    }
+}
+
 /// The authenticated request's body: empty (context set-up), sealed or plaintext.
 async fn process(
     host: &HostCtx,
@@ -638,9 +647,8 @@ async fn process(
             rec.note = Some("sealed body under Basic".into());
             return Reply::empty(400);
         }
-        let unsealed = match &mut *conn.state() {
-            AuthState::Ntlm { session, .. } => session.unseal_body(&body),
-            _ => return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into()),
+        let Some(unsealed) = with_session(conn, |s| s.unseal_body(&body)) else {
+            return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into());
         };
         match unsealed {
             Ok(p) => p,
@@ -686,9 +694,8 @@ async fn process(
         rec.note = Some("fault drop_mid_response: connection dropped mid-response".into());
     }
     if sealed {
-        let framed = match &mut *conn.state() {
-            AuthState::Ntlm { session, .. } => session.seal_body(&reply.body),
-            _ => return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into()),
+        let Some(framed) = with_session(conn, |s| s.seal_body(&reply.body)) else {
+            return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into());
         };
         Reply {
             status: reply.status,
