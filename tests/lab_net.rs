@@ -72,6 +72,18 @@ fn http_client(port: u16, user: &str, password: &str, domain: &str) -> WinrmClie
     WinrmClient::new(cfg, WinrmCredentials::new(user, password, domain)).unwrap()
 }
 
+/// Plain HTTP with `EncryptionMode::Never`: SOAP bodies travel in plaintext.
+fn unsealed_http_client(port: u16, auth: AuthMethod) -> WinrmClient {
+    let cfg = WinrmConfig {
+        port: Some(port),
+        operation_timeout_secs: 5,
+        encryption: EncryptionMode::Never,
+        auth_method: auth,
+        ..WinrmConfig::http()
+    };
+    WinrmClient::new(cfg, WinrmCredentials::new(USER, PASSWORD, "LAB")).unwrap()
+}
+
 fn ca_file(lab: &Lab, name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("eems-lab-net-{}-{name}.pem", std::process::id()));
     std::fs::write(&p, lab.ca_pem()).unwrap();
@@ -232,23 +244,12 @@ async fn plaintext_and_basic_over_http_are_refused() {
     let s = setup(6, "", "");
     let lab = start(s.fleet).await;
     // NTLM without sealing: the body rides on the Type 3 in plaintext, Windows says 401.
-    let cfg = WinrmConfig {
-        port: Some(s.http),
-        operation_timeout_secs: 5,
-        encryption: EncryptionMode::Never,
-        ..WinrmConfig::http()
-    };
-    let client =
-        WinrmClient::new(cfg.clone(), WinrmCredentials::new(USER, PASSWORD, "LAB")).unwrap();
+    let client = unsealed_http_client(s.http, AuthMethod::Ntlm);
     assert!(matches!(
         run(&client, s.ip).await.unwrap_err(),
         WinrmError::AuthFailed(_)
     ));
-    let basic = WinrmConfig {
-        auth_method: AuthMethod::Basic,
-        ..cfg
-    };
-    let client = WinrmClient::new(basic, WinrmCredentials::new(USER, PASSWORD, "LAB")).unwrap();
+    let client = unsealed_http_client(s.http, AuthMethod::Basic);
     assert!(run(&client, s.ip).await.is_err());
 
     let log = lab.log_records();
@@ -271,13 +272,7 @@ async fn plaintext_and_basic_over_http_are_refused() {
 async fn allow_unencrypted_accepts_plaintext_and_a_500_knob_refuses_it() {
     let s = setup(7, "allow_unencrypted = true", "");
     let lab = start(s.fleet).await;
-    let cfg = WinrmConfig {
-        port: Some(s.http),
-        operation_timeout_secs: 5,
-        encryption: EncryptionMode::Never,
-        ..WinrmConfig::http()
-    };
-    let client = WinrmClient::new(cfg, WinrmCredentials::new(USER, PASSWORD, "LAB")).unwrap();
+    let client = unsealed_http_client(s.http, AuthMethod::Ntlm);
     assert_eq!(run(&client, s.ip).await.unwrap().exit_code, 0);
     assert!(
         lab.log_records()
@@ -288,13 +283,7 @@ async fn allow_unencrypted_accepts_plaintext_and_a_500_knob_refuses_it() {
 
     let s = setup(8, "plaintext_refusal_status = 500", "");
     let lab = start(s.fleet).await;
-    let cfg = WinrmConfig {
-        port: Some(s.http),
-        operation_timeout_secs: 5,
-        encryption: EncryptionMode::Never,
-        ..WinrmConfig::http()
-    };
-    let client = WinrmClient::new(cfg, WinrmCredentials::new(USER, PASSWORD, "LAB")).unwrap();
+    let client = unsealed_http_client(s.http, AuthMethod::Ntlm);
     assert!(run(&client, s.ip).await.is_err());
     assert!(
         lab.log_records()

@@ -865,6 +865,36 @@ pub(crate) mod test_client {
         pub corrupt_mic: bool,
     }
 
+    /// Lays out an AUTHENTICATE: LM, NT, domain, user, workstation and session-key buffers,
+    /// with a zeroed MIC slot at offset 72 when `mic_slot`.
+    pub fn assemble_type3(
+        fields: &[Vec<u8>; 6],
+        flags: u32,
+        version: [u8; 8],
+        mic_slot: bool,
+    ) -> Vec<u8> {
+        let mut msg = SIGNATURE.to_vec();
+        msg.extend_from_slice(&3u32.to_le_bytes());
+        let mut off = if mic_slot {
+            MIC_OFFSET + 16
+        } else {
+            MIC_OFFSET
+        };
+        for f in fields {
+            push_buffer_fields(&mut msg, f.len(), off);
+            off += f.len();
+        }
+        msg.extend_from_slice(&flags.to_le_bytes());
+        msg.extend_from_slice(&version);
+        if mic_slot {
+            msg.extend_from_slice(&[0; 16]);
+        }
+        for f in fields {
+            msg.extend_from_slice(f);
+        }
+        msg
+    }
+
     /// Builds a Type 3 for `type2` and returns it with the initiator's sealing session.
     pub fn type3(type1: &[u8], type2: &[u8], o: &Options) -> (Vec<u8>, Session) {
         let flags = u32_at(type2, 20).unwrap() & CLIENT_FLAGS;
@@ -908,19 +938,7 @@ pub(crate) mod test_client {
             utf16le("WS"),
             enc.to_vec(),
         ];
-        let mut msg = SIGNATURE.to_vec();
-        msg.extend_from_slice(&3u32.to_le_bytes());
-        let mut off = 88;
-        for f in &fields {
-            push_buffer_fields(&mut msg, f.len(), off);
-            off += f.len();
-        }
-        msg.extend_from_slice(&flags.to_le_bytes());
-        msg.extend_from_slice(&[10, 0, 0x63, 0x45, 0, 0, 0, 0x0f]);
-        msg.extend_from_slice(&[0; 16]);
-        for f in &fields {
-            msg.extend_from_slice(f);
-        }
+        let mut msg = assemble_type3(&fields, flags, SERVER_VERSION, true);
         let mut mic = hmac_md5(&exported, &[type1, type2, &msg]);
         if o.corrupt_mic {
             mic[0] ^= 1;
@@ -932,7 +950,7 @@ pub(crate) mod test_client {
 
 #[cfg(test)]
 mod tests {
-    use super::test_client::{Options, type1, type3};
+    use super::test_client::{Options, assemble_type3, type1, type3};
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -1050,18 +1068,7 @@ mod tests {
             utf16le("COMPUTER"),
             hex("c5dad2544fc9799094ce1ce90bc9d03e"),
         ];
-        let mut msg = SIGNATURE.to_vec();
-        msg.extend_from_slice(&3u32.to_le_bytes());
-        let mut off = 72;
-        for f in &fields {
-            push_buffer_fields(&mut msg, f.len(), off);
-            off += f.len();
-        }
-        msg.extend_from_slice(&flags.to_le_bytes());
-        msg.extend_from_slice(&[6, 0, 0x70, 0x17, 0, 0, 0, 0x0f]);
-        for f in &fields {
-            msg.extend_from_slice(f);
-        }
+        let msg = assemble_type3(&fields, flags, [6, 0, 0x70, 0x17, 0, 0, 0, 0x0f], false);
         let ch = Challenge {
             type1: Vec::new(),
             type2: Vec::new(),
@@ -1131,6 +1138,11 @@ mod tests {
         let (t2, ch) = challenge(&t1, &id())?;
         let (t3, client) = type3(&t1, &t2, &o);
         authenticate(&ch, &t3, &accounts(), expected_cb, cbt).map(|a| (a, client))
+    }
+
+    /// Logs in against the lab account over plain HTTP (no binding), default policy.
+    fn login(user: &str, domain: &str, password: &str) -> Result<Authenticated, NtlmFailure> {
+        run(opts(user, domain, password), None, CbtPolicy::Relaxed).map(|(a, _)| a)
     }
 
     fn opts<'a>(user: &'a str, domain: &'a str, password: &'a str) -> Options<'a> {
@@ -1213,75 +1225,28 @@ mod tests {
 
     #[test]
     fn wrong_password_is_refused() {
-        let e = run(
-            opts("administrator", "LAB", "nope"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap_err();
+        let e = login("administrator", "LAB", "nope").unwrap_err();
         assert!(matches!(e, NtlmFailure::WrongPassword(_)), "{e}");
     }
 
     #[test]
     fn unknown_user_and_backslash_user_are_refused() {
-        let e = run(
-            opts("nobody", "LAB", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap_err();
+        let e = login("nobody", "LAB", "Lab-Passw0rd!").unwrap_err();
         assert!(matches!(e, NtlmFailure::UnknownUser(_)));
-        let e = run(
-            opts("LAB\\administrator", "", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap_err();
+        let e = login("LAB\\administrator", "", "Lab-Passw0rd!").unwrap_err();
         assert!(matches!(e, NtlmFailure::UnknownUser(_)));
-        let e = run(
-            opts("administrator", "OTHER", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap_err();
+        let e = login("administrator", "OTHER", "Lab-Passw0rd!").unwrap_err();
         assert!(matches!(e, NtlmFailure::UnknownUser(_)));
     }
 
     #[test]
     fn upn_and_dns_domain_and_empty_domain_are_accepted() {
-        let (a, _) = run(
-            opts("administrator@lab.local", "", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap();
+        let a = login("administrator@lab.local", "", "Lab-Passw0rd!").unwrap();
         assert_eq!(a.user, "administrator@lab.local");
-        run(
-            opts("Administrator@LAB", "", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap();
-        run(
-            opts("administrator", "LAB.LOCAL", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap();
-        run(
-            opts("administrator", "", "Lab-Passw0rd!"),
-            None,
-            CbtPolicy::Relaxed,
-        )
-        .unwrap();
-        assert!(
-            run(
-                opts("administrator@other.test", "", "Lab-Passw0rd!"),
-                None,
-                CbtPolicy::Relaxed
-            )
-            .is_err()
-        );
+        login("Administrator@LAB", "", "Lab-Passw0rd!").unwrap();
+        login("administrator", "LAB.LOCAL", "Lab-Passw0rd!").unwrap();
+        login("administrator", "", "Lab-Passw0rd!").unwrap();
+        assert!(login("administrator@other.test", "", "Lab-Passw0rd!").is_err());
     }
 
     #[test]
@@ -1344,42 +1309,34 @@ mod tests {
 
     #[test]
     fn channel_binding_hash_follows_the_signature_algorithm() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["h".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = cert.der().to_vec();
-        let mut app = b"tls-server-end-point:".to_vec();
-        app.extend_from_slice(&sha2::Sha256::digest(&der));
-        let zero = 0u32.to_le_bytes();
-        let expected = md5(&[
-            &zero,
-            &zero,
-            &zero,
-            &zero,
-            &(app.len() as u32).to_le_bytes(),
-            &app,
-        ]);
-        assert_eq!(channel_binding_hash(&der), Some(expected));
-
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["h".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = cert.der().to_vec();
-        let mut app = b"tls-server-end-point:".to_vec();
-        app.extend_from_slice(&sha2::Sha384::digest(&der));
-        let expected = md5(&[
-            &zero,
-            &zero,
-            &zero,
-            &zero,
-            &(app.len() as u32).to_le_bytes(),
-            &app,
-        ]);
-        assert_eq!(channel_binding_hash(&der), Some(expected));
+        // The gss_channel_bindings_struct spelled out independently of the code under test.
+        fn expected(digest: &[u8]) -> [u8; 16] {
+            let mut s = vec![0u8; 16];
+            s.extend_from_slice(&(21 + digest.len() as u32).to_le_bytes());
+            s.extend_from_slice(b"tls-server-end-point:");
+            s.extend_from_slice(digest);
+            Md5::digest(&s).into()
+        }
+        fn self_signed(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["h".to_string()]).unwrap();
+            params.self_signed(&key).unwrap().der().to_vec()
+        }
+        let der = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            channel_binding_hash(&der),
+            Some(expected(&sha2::Sha256::digest(&der)))
+        );
+        let der = self_signed(&rcgen::PKCS_ECDSA_P384_SHA384);
+        assert_eq!(
+            channel_binding_hash(&der),
+            Some(expected(&sha2::Sha384::digest(&der)))
+        );
+        // Ed25519 has no hash to bind with.
+        assert_eq!(
+            channel_binding_hash(&self_signed(&rcgen::PKCS_ED25519)),
+            None
+        );
 
         assert_eq!(channel_binding_hash(b"\x30\x03\x02\x01\x00"), None);
         assert_eq!(channel_binding_hash(&[]), None);
