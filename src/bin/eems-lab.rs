@@ -1,1 +1,138 @@
-fn main() {}
+//! `eems-lab`: serve a simulated Exchange organisation over real WinRM, or generate a fleet.
+//!
+//! The command line is an interface other tools script: keep flags and the ready line stable.
+
+use clap::{Parser, Subcommand};
+use eems_scan::lab::fleet::Fleet;
+use eems_scan::lab::generate::{GenOptions, generate};
+use eems_scan::lab::{Lab, LabOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "eems-lab",
+    version,
+    about = "Simulated Exchange organisation speaking WinRM on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve every host of a fleet file until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Write the scanner's inventory CSV here.
+        #[arg(long)]
+        inventory_out: Option<PathBuf>,
+        /// Write the lab CA certificate (PEM) here, for HTTPS clients to trust.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+        /// Write one JSON line per HTTP request here (the file is replaced).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Generate a fleet file.
+    Gen {
+        #[arg(long)]
+        servers: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        exec_ms: u64,
+        /// Sprinkle faults over the fleet.
+        #[arg(long)]
+        faults: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Serve {
+            fleet,
+            inventory_out,
+            ca_out,
+            log,
+        } => {
+            let fleet = Fleet::load(&fleet)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(fleet, inventory_out, ca_out, log))
+        }
+        Cmd::Gen {
+            servers,
+            seed,
+            out,
+            latency_ms,
+            exec_ms,
+            faults,
+        } => {
+            let fleet = generate(&GenOptions {
+                servers,
+                seed,
+                latency_ms,
+                exec_ms,
+                faults,
+            });
+            let text = toml::to_string(&fleet)?;
+            std::fs::write(&out, text)
+                .map_err(|e| anyhow::anyhow!("{}: cannot write fleet: {e}", out.display()))
+        }
+    }
+}
+
+async fn serve(
+    fleet: Fleet,
+    inventory_out: Option<PathBuf>,
+    ca_out: Option<PathBuf>,
+    log: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let n = fleet.servers.len();
+    let lab = Lab::start(
+        fleet,
+        LabOptions {
+            log_path: log,
+            keep_log_in_memory: false,
+        },
+    )
+    .await?;
+    let written = (|| -> anyhow::Result<()> {
+        if let Some(p) = &inventory_out {
+            std::fs::write(p, lab.inventory_csv())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        }
+        if let Some(p) = &ca_out {
+            std::fs::write(p, lab.ca_pem()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        lab.shutdown().await;
+        return Err(e);
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "eems-lab ready: {n} servers")?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    lab.shutdown().await;
+    Ok(())
+}

@@ -22,3 +22,160 @@ pub mod ntlm;
 pub mod powershell;
 pub mod tls;
 pub mod wsman;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct LabOptions {
+    /// Request log as JSON lines.
+    pub log_path: Option<PathBuf>,
+    /// Keep every log record in memory for [`Lab::log_records`] (tests); off for big fleets.
+    pub keep_log_in_memory: bool,
+}
+
+/// A running lab: every listener of the fleet, bound and accepting.
+pub struct Lab {
+    fleet: fleet::Fleet,
+    ca_pem: String,
+    log: Arc<log::RequestLog>,
+    hosts: Vec<Arc<wsman::HostState>>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Lab {
+    /// Makes the PKI, binds every listener (the error names the address that failed) and
+    /// starts serving.
+    pub async fn start(fleet: fleet::Fleet, opts: LabOptions) -> anyhow::Result<Lab> {
+        fleet
+            .validate()
+            .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
+        raise_fd_limit();
+        let cbt = ntlm::CbtPolicy::parse(&fleet.listener.cbt_hardening).ok_or_else(|| {
+            anyhow::anyhow!(
+                "fleet: listener.cbt_hardening {:?} is not None, Relaxed or Strict",
+                fleet.listener.cbt_hardening
+            )
+        })?;
+        let log = Arc::new(log::RequestLog::new(
+            opts.log_path.as_deref(),
+            opts.keep_log_in_memory,
+        )?);
+        let pki = tls::LabPki::new(&fleet.org.name)?;
+        let accounts = Arc::new(fleet.accounts());
+        let conn_ids = Arc::new(AtomicU64::new(0));
+        let cancel = CancellationToken::new();
+        let mut hosts = Vec::with_capacity(fleet.servers.len());
+        let mut tasks = Vec::new();
+        for s in &fleet.servers {
+            let fqdn = s.fqdn();
+            let dns_domain = fqdn
+                .split_once('.')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
+            let identity = ntlm::ServerIdentity {
+                nb_domain: accounts
+                    .first()
+                    .map(|a| a.domain.to_ascii_uppercase())
+                    .unwrap_or_default(),
+                nb_computer: s.name.to_ascii_uppercase().chars().take(15).collect(),
+                dns_domain,
+                dns_computer: fqdn.clone(),
+            };
+            let state = Arc::new(wsman::HostState::new(s, &fleet));
+            let ctx = Arc::new(http::HostCtx::new(
+                s.clone(),
+                fleet.listener.clone(),
+                accounts.clone(),
+                identity,
+                cbt,
+                pki.host(&s.name, &fqdn, s.address)?,
+                state.clone(),
+                log.clone(),
+                conn_ids.clone(),
+            ));
+            match http::start_host(ctx, cancel.clone()).await {
+                Ok(t) => tasks.extend(t),
+                Err(e) => {
+                    // Release what is already bound before reporting.
+                    cancel.cancel();
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                    return Err(e);
+                }
+            }
+            hosts.push(state);
+        }
+        Ok(Lab {
+            ca_pem: pki.ca_pem().to_string(),
+            fleet,
+            log,
+            hosts,
+            cancel,
+            tasks,
+        })
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The scanner's inventory: `name,address,port,role,site`, one row per server with
+    /// `in_inventory`, port = its HTTP port.
+    pub fn inventory_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(["name", "address", "port", "role", "site"]);
+        for s in self.fleet.servers.iter().filter(|s| s.in_inventory) {
+            let _ = w.write_record([
+                s.name.clone(),
+                s.address.to_string(),
+                s.http_port(&self.fleet.listener).to_string(),
+                s.role.clone(),
+                s.site.clone(),
+            ]);
+        }
+        w.into_inner()
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn log_records(&self) -> Vec<log::LogRecord> {
+        self.log.records()
+    }
+
+    pub fn open_shells(&self) -> usize {
+        self.hosts.iter().map(|h| h.open_shells()).sum()
+    }
+
+    /// Stops accepting, drops every connection and flushes the log.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.log.flush();
+    }
+}
+
+/// One descriptor per listener plus one per connection: a big fleet passes the usual soft
+/// limit of 1024 long before the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise RLIMIT_NOFILE to {}", lim.rlim_max);
+            }
+        }
+    }
+}
