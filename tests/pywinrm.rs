@@ -62,8 +62,15 @@ async fn pywinrm_talks_to_the_lab() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = lab.log_records();
-    assert!(log.iter().all(|r| !r.plaintext_soap || r.status >= 400), "plaintext SOAP was processed");
+    assert!(
+        log.iter().all(|r| !r.plaintext_soap || r.status >= 400),
+        "plaintext SOAP was processed"
+    );
     lab.shutdown().await;
 }

@@ -11,13 +11,48 @@ use serde_json::Value;
 const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("EX01", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX02", "ok", "Enabled", "Running", "200 - Reachable", ""),
-    ("EX03", "warning", "Disabled on server level", "Running", "200 - Reachable", ""),
-    ("EX04", "warning", "Enabled", "Investigate", "200 - Reachable", ""),
-    ("EX05", "warning", "Enabled", "Investigate", "200 - Reachable", ""),
-    ("EX06", "warning", "Enabled", "Unknown", "200 - Reachable", ""),
+    (
+        "EX03",
+        "warning",
+        "Disabled on server level",
+        "Running",
+        "200 - Reachable",
+        "",
+    ),
+    (
+        "EX04",
+        "warning",
+        "Enabled",
+        "Investigate",
+        "200 - Reachable",
+        "",
+    ),
+    (
+        "EX05",
+        "warning",
+        "Enabled",
+        "Investigate",
+        "200 - Reachable",
+        "",
+    ),
+    (
+        "EX06",
+        "warning",
+        "Enabled",
+        "Unknown",
+        "200 - Reachable",
+        "",
+    ),
     ("EX07", "warning", "Enabled", "Running", "Unreachable", ""),
     ("EX08", "ok", "Enabled", "Running", "200 - Reachable", ""),
-    ("EX09", "warning", "Enabled", "Running", "200 - Reachable", ""),
+    (
+        "EX09",
+        "warning",
+        "Enabled",
+        "Running",
+        "200 - Reachable",
+        "",
+    ),
     ("EX10", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX11", "skipped", "", "", "", ""),
     ("EX12", "ok", "Enabled", "Running", "200 - Reachable", ""),
@@ -30,9 +65,23 @@ const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("EX18", "error", "", "", "", "dropped the connection"),
     ("EX19", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX20", "ok", "Enabled", "Running", "200 - Reachable", ""),
-    ("EX22", "error", "", "", "", "Get-ExchangeServer does not list"),
+    (
+        "EX22",
+        "error",
+        "",
+        "",
+        "",
+        "Get-ExchangeServer does not list",
+    ),
     // HealthChecker quirk: org true, server property absent reads "Disabled".
-    ("EX23", "warning", "Disabled", "Running", "200 - Reachable", ""),
+    (
+        "EX23",
+        "warning",
+        "Disabled",
+        "Running",
+        "200 - Reachable",
+        "",
+    ),
 ];
 
 fn s(v: &Value) -> &str {
@@ -41,7 +90,11 @@ fn s(v: &Value) -> &str {
 
 fn check_report(report: &Value) {
     let servers = report["servers"].as_array().unwrap();
-    assert_eq!(servers.len(), EXPECTED.len(), "one row per inventory server");
+    assert_eq!(
+        servers.len(),
+        EXPECTED.len(),
+        "one row per inventory server"
+    );
     for (name, status, eems, service, pattern, error) in EXPECTED {
         let r = row(report, name);
         let ctx = format!("{name}: {r}");
@@ -56,10 +109,22 @@ fn check_report(report: &Value) {
         }
     }
     // Details the table does not show.
-    assert_eq!(row(report, "EX02")["mitigations_applied"], serde_json::json!(["PING1", "M2.1.0"]));
-    assert_eq!(row(report, "EX02")["mitigations_applied_time"], "2026-11-29T08:00:00Z");
-    assert_eq!(row(report, "EX09")["mitigations_blocked"], serde_json::json!(["M2"]));
-    assert_eq!(row(report, "EX08")["ocs_proxy"], "http://proxy.contoso.com:8080");
+    assert_eq!(
+        row(report, "EX02")["mitigations_applied"],
+        serde_json::json!(["PING1", "M2.1.0"])
+    );
+    assert_eq!(
+        row(report, "EX02")["mitigations_applied_time"],
+        "2026-11-29T08:00:00Z"
+    );
+    assert_eq!(
+        row(report, "EX09")["mitigations_blocked"],
+        serde_json::json!(["M2"])
+    );
+    assert_eq!(
+        row(report, "EX08")["ocs_proxy"],
+        "http://proxy.contoso.com:8080"
+    );
     assert_eq!(row(report, "EX10")["telemetry_enabled"], true);
     assert_eq!(row(report, "EX04")["service_status"], "Stopped");
     assert_eq!(row(report, "EX05")["service_start_type"], "Manual");
@@ -68,7 +133,11 @@ fn check_report(report: &Value) {
     assert_eq!(row(report, "EX13")["error_stage"], "connect");
     assert_eq!(row(report, "EX15")["error_stage"], "auth");
     assert_eq!(row(report, "EX16")["error_stage"], "parse");
-    assert!(s(&row(report, "EX11")["findings"][0]).contains("below EEMS"), "{}", row(report, "EX11"));
+    assert!(
+        s(&row(report, "EX11")["findings"][0]).contains("below EEMS"),
+        "{}",
+        row(report, "EX11")
+    );
     assert!(s(&row(report, "EDGE01")["findings"][0]).contains("Edge"));
     let ex12 = row(report, "EX12")["findings"].to_string();
     assert!(ex12.contains("March 2023"), "{ex12}");
@@ -77,8 +146,12 @@ fn check_report(report: &Value) {
     assert_eq!(report["organization"]["queried_on"], "EX02");
     assert_eq!(report["organization"]["name"], "Contoso");
     assert_eq!(report["organization"]["mitigations_enabled"], true);
-    let gap: Vec<&str> =
-        report["not_in_inventory"].as_array().unwrap().iter().map(|v| s(&v["name"])).collect();
+    let gap: Vec<&str> = report["not_in_inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| s(&v["name"]))
+        .collect();
     assert_eq!(gap, ["EX21"]);
     let sum = &report["summary"];
     assert_eq!(sum["total"], EXPECTED.len());
@@ -107,7 +180,10 @@ fn check_wire(lab: &eems_scan::lab::Lab, edge_address: &str) {
         log.iter().all(|r| !r.plaintext_soap),
         "a SOAP body crossed HTTP unencrypted"
     );
-    assert!(log.iter().all(|r| !r.server.contains("EDGE01")), "the Edge server was contacted");
+    assert!(
+        log.iter().all(|r| !r.server.contains("EDGE01")),
+        "the Edge server was contacted"
+    );
     let _ = edge_address;
     assert_eq!(lab.open_shells(), 0, "every shell is deleted");
 }
@@ -119,24 +195,40 @@ async fn demo_org_over_ntlm_sealed_http() {
     let out = eems_scan(
         &[
             "scan",
-            "--inventory", dir.join("inventory.csv").to_str().unwrap(),
-            "--user", USER,
-            "--csv", dir.join("out.csv").to_str().unwrap(),
-            "--json", dir.join("out.json").to_str().unwrap(),
-            "--timeout", "5",
-            "--operation-timeout", "1",
+            "--inventory",
+            dir.join("inventory.csv").to_str().unwrap(),
+            "--user",
+            USER,
+            "--csv",
+            dir.join("out.csv").to_str().unwrap(),
+            "--json",
+            dir.join("out.json").to_str().unwrap(),
+            "--timeout",
+            "5",
+            "--operation-timeout",
+            "1",
         ],
         PASSWORD,
     )
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "exit 3: some servers could not be scanned\n{stdout}\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3: some servers could not be scanned\n{stdout}\n{stderr}"
+    );
     check_report(&report(&dir.join("out.json")));
     check_csv(&dir.join("out.csv"));
-    assert!(stdout.contains("EX04") && stdout.contains("Investigate"), "{stdout}");
+    assert!(
+        stdout.contains("EX04") && stdout.contains("Investigate"),
+        "{stdout}"
+    );
     for line in stdout.lines() {
-        assert!(line.chars().count() <= 80, "console line over 80 columns: {line}");
+        assert!(
+            line.chars().count() <= 80,
+            "console line over 80 columns: {line}"
+        );
     }
     // Give the lab a moment to finish Delete bookkeeping of the last responses.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -151,23 +243,39 @@ async fn demo_org_over_https_with_the_lab_ca() {
     let out = eems_scan(
         &[
             "scan",
-            "--inventory", dir.join("inventory-noport.csv").to_str().unwrap(),
-            "--user", USER,
+            "--inventory",
+            dir.join("inventory-noport.csv").to_str().unwrap(),
+            "--user",
+            USER,
             "--https",
-            "--ca-cert", dir.join("ca.pem").to_str().unwrap(),
-            "--json", dir.join("out.json").to_str().unwrap(),
-            "--timeout", "5",
-            "--operation-timeout", "1",
+            "--ca-cert",
+            dir.join("ca.pem").to_str().unwrap(),
+            "--json",
+            dir.join("out.json").to_str().unwrap(),
+            "--timeout",
+            "5",
+            "--operation-timeout",
+            "1",
             "--quiet",
         ],
         PASSWORD,
     )
     .await;
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = report(&dir.join("out.json"));
     check_report(&r);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(lab.log_records().iter().filter(|x| x.step == "request").all(|x| x.tls));
+    assert!(
+        lab.log_records()
+            .iter()
+            .filter(|x| x.step == "request")
+            .all(|x| x.tls)
+    );
     assert_eq!(lab.open_shells(), 0);
     lab.shutdown().await;
 }

@@ -36,6 +36,12 @@ enum Cmd {
         #[arg(long)]
         log: Option<PathBuf>,
     },
+    /// Serve the demo organisation, scan it with eems-scan as a user would, stop.
+    Demo {
+        /// Where the reports (eems-report.csv, eems-report.json) and the lab log go.
+        #[arg(long, default_value = "eems-demo")]
+        out: PathBuf,
+    },
     /// Generate a fleet file.
     Gen {
         #[arg(long)]
@@ -71,6 +77,16 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve(fleet, inventory_out, ca_out, log))
+        }
+        Cmd::Demo { out } => {
+            let code = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(eems_scan::lab::demo::run(&out))?;
+            // The demo's servers are broken on purpose: a non-zero scan status is its
+            // expected outcome, so the demo itself succeeded when it got this far.
+            let _ = code;
+            Ok(())
         }
         Cmd::Gen {
             servers,

@@ -17,14 +17,23 @@ const DEMO_FLEET: &str = include_str!("../../inventory/lab/demo.toml");
 
 /// Runs the demo; returns the scanner's exit status.
 pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the output folder: {e}",
+            out_dir.display()
+        )
+    })?;
     let fleet: Fleet = toml::from_str(DEMO_FLEET)?;
-    fleet.validate().map_err(|e| anyhow::anyhow!("demo fleet: {e}"))?;
+    fleet
+        .validate()
+        .map_err(|e| anyhow::anyhow!("demo fleet: {e}"))?;
     let servers = fleet.servers.len();
     let lab = Lab::start(
         fleet,
-        LabOptions { log_path: Some(out_dir.join("lab-requests.jsonl")), keep_log_in_memory: false },
+        LabOptions {
+            log_path: Some(out_dir.join("lab-requests.jsonl")),
+            keep_log_in_memory: false,
+        },
     )
     .await?;
     let inventory = out_dir.join("inventory.csv");
@@ -54,7 +63,10 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
     eprintln!(
         "eems-lab demo: {servers} simulated Exchange servers on 127.0.10.x (WinRM over HTTP, NTLM, sealed)"
     );
-    eprintln!("running: {} (password from the lab's fixture account)\n", args.join(" "));
+    eprintln!(
+        "running: {} (password from the lab's fixture account)\n",
+        args.join(" ")
+    );
     let cli = Cli::try_parse_from(args)?;
     let password = PasswordSource::Given(SecretString::from(fleet::DEFAULT_PASSWORD.to_string()));
     let code = match app::run(cli, password).await {
@@ -74,5 +86,6 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
-    p.to_str().ok_or_else(|| anyhow::anyhow!("{}: not valid UTF-8", p.display()))
+    p.to_str()
+        .ok_or_else(|| anyhow::anyhow!("{}: not valid UTF-8", p.display()))
 }

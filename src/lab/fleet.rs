@@ -309,7 +309,12 @@ mod tests {
         assert!(f(&|x| x.garbage) && f(&|x| x.http500) && f(&|x| x.drop_mid_response));
         assert!(f(&|x| x.timed_out_polls > 0) && f(&|x| x.noise) && f(&|x| x.ps51_quirks));
         assert!(f(&|x| x.no_snapin));
-        assert!(fleet.servers.iter().any(|s| s.mitigations_enabled.is_none()));
+        assert!(
+            fleet
+                .servers
+                .iter()
+                .any(|s| s.mitigations_enabled.is_none())
+        );
     }
 
     #[test]

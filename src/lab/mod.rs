@@ -14,6 +14,7 @@
 //! - [`log`]: the JSON-lines request log tests assert on;
 //! - [`generate`]: the fleet generator for scale tests.
 
+pub mod demo;
 pub mod fleet;
 pub mod generate;
 pub mod http;

@@ -39,7 +39,10 @@ pub fn scratch(name: &str) -> PathBuf {
 pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
     let lab = Lab::start(
         fleet,
-        LabOptions { log_path: Some(dir.join("lab.jsonl")), keep_log_in_memory: true },
+        LabOptions {
+            log_path: Some(dir.join("lab.jsonl")),
+            keep_log_in_memory: true,
+        },
     )
     .await
     .unwrap();
@@ -47,13 +50,20 @@ pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
     std::fs::write(dir.join("ca.pem"), lab.ca_pem()).unwrap();
     // The same servers without the port column, for scans that pick the port by --https.
     let mut no_ports = csv::Writer::from_path(dir.join("inventory-noport.csv")).unwrap();
-    let mut rdr = csv::Reader::from_reader(lab.inventory_csv().as_bytes());
+    let inventory = lab.inventory_csv();
+    let mut rdr = csv::Reader::from_reader(inventory.as_bytes());
     let headers = rdr.headers().unwrap().clone();
-    let keep: Vec<usize> = (0..headers.len()).filter(|&i| &headers[i] != "port").collect();
-    no_ports.write_record(keep.iter().map(|&i| &headers[i])).unwrap();
+    let keep: Vec<usize> = (0..headers.len())
+        .filter(|&i| &headers[i] != "port")
+        .collect();
+    no_ports
+        .write_record(keep.iter().map(|&i| &headers[i]))
+        .unwrap();
     for rec in rdr.records() {
         let rec = rec.unwrap();
-        no_ports.write_record(keep.iter().map(|&i| &rec[i])).unwrap();
+        no_ports
+            .write_record(keep.iter().map(|&i| &rec[i]))
+            .unwrap();
     }
     no_ports.flush().unwrap();
     lab
@@ -88,4 +98,41 @@ pub fn row<'a>(report: &'a serde_json::Value, server: &str) -> &'a serde_json::V
         .iter()
         .find(|r| r["server"] == server)
         .unwrap_or_else(|| panic!("no row for {server}"))
+}
+
+/// A fleet file with one `[[server]]` per entry: (name, address, extra TOML lines).
+pub fn fleet_toml(org_extra: &str, servers: &[(String, String, String)]) -> String {
+    let mut t = format!("[org]\nname = \"Fabrikam\"\n{org_extra}\n");
+    for (name, address, extra) in servers {
+        t.push_str(&format!(
+            "[[server]]\nname = \"{name}\"\naddress = \"{address}\"\nmitigations_applied = [\"PING1\"]\n{extra}\n"
+        ));
+    }
+    t
+}
+
+/// Runs `eems-scan scan` on the lab's inventory with JSON/CSV into `dir`; extra args after.
+pub async fn scan_lab(dir: &Path, password: &str, extra: &[&str]) -> (Output, serde_json::Value) {
+    let inv = dir.join("inventory.csv");
+    let json = dir.join("out.json");
+    let csv = dir.join("out.csv");
+    let mut args = vec![
+        "scan",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--user",
+        USER,
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = eems_scan(&args, password).await;
+    let rep = if json.exists() {
+        report(&json)
+    } else {
+        serde_json::Value::Null
+    };
+    (out, rep)
 }
