@@ -166,16 +166,16 @@ impl fmt::Display for ErrorKind {
             ErrorKind::EmptyName => write!(f, "empty server name"),
             ErrorKind::Duplicate { name, first_line } => write!(
                 f,
-                "duplicate server {name:?} (first listed on line {first_line})"
+                "duplicate server '{name}' (first listed on line {first_line})"
             ),
             ErrorKind::BadPort(p) => {
-                write!(f, "bad port {p:?}: must be a number from 1 to 65535")
+                write!(f, "bad port '{p}': must be a number from 1 to 65535")
             }
             ErrorKind::InvalidName { name, reason } => {
-                write!(f, "invalid server name {name:?}: {reason}")
+                write!(f, "invalid server name '{name}': {reason}")
             }
             ErrorKind::BadAddress { address, reason } => {
-                write!(f, "invalid address {address:?}: {reason}")
+                write!(f, "invalid address '{address}': {reason}")
             }
         }
     }
@@ -642,7 +642,7 @@ fn check_host(s: &str) -> Result<(), String> {
         let what = if c.is_whitespace() || c.is_control() {
             "whitespace or a control character".to_string()
         } else {
-            format!("{c:?}")
+            format!("'{c}'")
         };
         return Err(format!(
             "{what} at position {} (a host name may contain letters, digits, '-', '.', '_')",
@@ -720,32 +720,32 @@ mod tests {
             ),
             (
                 "name,port\nEX01,\nEX02,0\n",
-                "servers.csv:3: bad port \"0\": must be a number from 1 to 65535",
+                "servers.csv:3: bad port '0': must be a number from 1 to 65535",
             ),
             (
                 "name,port\nEX01,65536\n",
-                "servers.csv:2: bad port \"65536\": must be a number from 1 to 65535",
+                "servers.csv:2: bad port '65536': must be a number from 1 to 65535",
             ),
             (
                 "name,port\nEX01,http\n",
-                "servers.csv:2: bad port \"http\": must be a number from 1 to 65535",
+                "servers.csv:2: bad port 'http': must be a number from 1 to 65535",
             ),
             ("name,site\n,HQ\n", "servers.csv:2: empty server name"),
             (
                 "name\nEX01\nex01.\n",
-                "servers.csv:3: duplicate server \"ex01.\" (first listed on line 2)",
+                "servers.csv:3: duplicate server 'ex01.' (first listed on line 2)",
             ),
             (
                 "name,address\nEX01,fe80::1\n",
-                "servers.csv:2: invalid address \"fe80::1\": IPv6 addresses are not supported by the WinRM client: use a DNS name or an IPv4 address",
+                "servers.csv:2: invalid address 'fe80::1': IPv6 addresses are not supported by the WinRM client: use a DNS name or an IPv4 address",
             ),
             (
                 "name,address\nEX01,ex01:5986\n",
-                "servers.csv:2: invalid address \"ex01:5986\": contains a port: put the port in the 'port' column",
+                "servers.csv:2: invalid address 'ex01:5986': contains a port: put the port in the 'port' column",
             ),
             (
                 "name\n\"EX 01\"\n",
-                "servers.csv:2: invalid server name \"EX 01\": whitespace or a control character at position 3 (a host name may contain letters, digits, '-', '.', '_')",
+                "servers.csv:2: invalid server name 'EX 01': whitespace or a control character at position 3 (a host name may contain letters, digits, '-', '.', '_')",
             ),
         ];
         for (text, want) in rows {
@@ -770,7 +770,7 @@ mod tests {
         }
         let bad: &[(&str, &str)] = &[
             ("ex/01", "'/' at position 3"),
-            ("CONTOSO\\EX01", "'\\\\' at position 8"),
+            ("CONTOSO\\EX01", "'\\' at position 8"),
             ("ex01\t", "whitespace or a control character at position 5"),
             ("-ex01", "starts with '-'"),
             (".ex01", "empty label"),
@@ -800,7 +800,7 @@ mod tests {
         assert_eq!(names, vec![("EX01", 1), ("ex02.contoso.com", 4)]);
         assert_eq!(
             err_text(parse("EX01\nEX01\n", Format::Txt, "s.txt")),
-            "s.txt:2: duplicate server \"EX01\" (first listed on line 1)"
+            "s.txt:2: duplicate server 'EX01' (first listed on line 1)"
         );
         assert_eq!(
             err_text(parse("\n# none\n", Format::Txt, "s.txt")),
@@ -847,11 +847,11 @@ mod tests {
             ),
             (
                 "[{\"name\":\"EX01\",\"port\":-1}]",
-                "s.json:1: bad port \"-1\": must be a number from 1 to 65535",
+                "s.json:1: bad port '-1': must be a number from 1 to 65535",
             ),
             (
                 "[{\"name\":\"EX01\",\"port\":5985.5}]",
-                "s.json:1: bad port \"5985.5\": must be a number from 1 to 65535",
+                "s.json:1: bad port '5985.5': must be a number from 1 to 65535",
             ),
             ("[{\"site\":\"HQ\"}]", "s.json:1: empty server name"),
         ];
