@@ -105,8 +105,9 @@ struct OrgResult {
 /// Everything a probe task shares with the others.
 struct Shared {
     opts: ScanOptions,
-    /// Org `MitigationsEnabled`, once the org phase is over.
-    org_enabled: Option<bool>,
+    /// The org probe's answer without its server list (or, when it failed, why), once
+    /// the org phase is over.
+    org: OrgFacts,
     auth_failures: AtomicUsize,
     cancel: CancellationToken,
 }
@@ -128,7 +129,7 @@ pub async fn run(
     let started_at = now_rfc3339();
     let mut shared = Shared {
         opts: opts.clone(),
-        org_enabled: None,
+        org: OrgFacts::default(),
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
@@ -157,7 +158,16 @@ pub async fn run(
     // Org phase.
     let org_targets = org_targets(opts, &candidates, discover_from.as_deref());
     let org = org_phase(&shared, &org_targets, progress).await;
-    shared.org_enabled = org.facts.as_ref().and_then(|f| f.mitigations_enabled);
+    shared.org = match &org.facts {
+        Some(f) => OrgFacts {
+            servers: Vec::new(),
+            ..f.clone()
+        },
+        None => OrgFacts {
+            error: org.error.clone(),
+            ..OrgFacts::default()
+        },
+    };
     let shared = Arc::new(shared);
     let organization = OrgSection {
         name: org.facts.as_ref().and_then(|f| f.name.clone()),
@@ -198,7 +208,7 @@ pub async fn run(
             Some(facts) => match analysis::scope(facts) {
                 Scope::Skip(reason) => {
                     let mut row = identity_row(&e);
-                    fill_server_facts(&mut row, facts, shared.org_enabled);
+                    fill_server_facts(&mut row, facts, shared.org.mitigations_enabled);
                     row.status = Status::Skipped;
                     row.findings.push(format!("skipped: {reason}"));
                     early_rows.push(row);
@@ -301,7 +311,7 @@ pub async fn run(
     for job in pending {
         let mut row = identity_row(&job.entry);
         if let Some(f) = &job.facts {
-            fill_server_facts(&mut row, f, shared.org_enabled);
+            fill_server_facts(&mut row, f, shared.org.mitigations_enabled);
         }
         row.status = Status::Error;
         row.error = Some("interrupted: the scan was stopped before this server was probed".into());
@@ -462,7 +472,7 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
     let started = Instant::now();
     let mut row = identity_row(&job.entry);
     if let Some(f) = &job.facts {
-        fill_server_facts(&mut row, f, shared.org_enabled);
+        fill_server_facts(&mut row, f, shared.org.mitigations_enabled);
     }
     if lockout_tripped(&shared) {
         row.status = Status::Error;
@@ -532,7 +542,7 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         name: job.entry.name.clone(),
         ..Default::default()
     });
-    fill_assessment(&mut row, shared.org_enabled, &server, &host);
+    fill_assessment(&mut row, &shared.org, &server, &host);
     row
 }
 
@@ -560,7 +570,7 @@ fn fill_server_facts(row: &mut ServerRow, f: &ExchangeServerFacts, org_enabled: 
         .and_then(|v| v.parse::<analysis::build::ExchangeBuild>().ok())
     {
         row.build = Some(b.to_string());
-        row.product = Some(analysis::build::product(&b).label().to_string());
+        row.product = Some(analysis::build::product(b).label().to_string());
     }
     row.org_mitigations_enabled = org_enabled;
     row.server_mitigations_enabled = f.mitigations_enabled;
@@ -572,11 +582,11 @@ fn fill_server_facts(row: &mut ServerRow, f: &ExchangeServerFacts, org_enabled: 
 
 fn fill_assessment(
     row: &mut ServerRow,
-    org_enabled: Option<bool>,
+    org: &OrgFacts,
     server: &ExchangeServerFacts,
     host: &HostFacts,
 ) {
-    let a = analysis::assess(org_enabled, server, host);
+    let a = analysis::assess_in_org(org, server, host);
     if let Some(b) = &a.build {
         row.build = Some(b.to_string());
     }
@@ -633,7 +643,7 @@ pub async fn discover(
             ocs_timeout_secs: 0,
             max_auth_failures: 0,
         },
-        org_enabled: None,
+        org: OrgFacts::default(),
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
