@@ -373,14 +373,18 @@ struct Request {
 }
 
 impl Request {
-    fn parse(xml: &[u8]) -> Result<Request, Fault> {
-        let env = parse_xml(xml).map_err(|e| Fault::schema(&e))?;
+    /// On failure, the fault and the request's MessageID when it could be read.
+    fn parse(xml: &[u8]) -> Result<Request, (Fault, Option<String>)> {
+        let env = parse_xml(xml).map_err(|e| (Fault::schema(&e), None))?;
         if env.name != "Envelope" || env.ns != NS_S {
-            return Err(Fault::schema("the root element is not a SOAP Envelope"));
+            return Err((
+                Fault::schema("the root element is not a SOAP Envelope"),
+                None,
+            ));
         }
         let header = env
             .child("Header")
-            .ok_or_else(|| Fault::schema("no SOAP Header"))?;
+            .ok_or_else(|| (Fault::schema("no SOAP Header"), None))?;
         let action = header
             .child("Action")
             .map(|a| a.text_trimmed().to_string())
@@ -391,10 +395,11 @@ impl Request {
         let operation_timeout = match header.child("OperationTimeout") {
             None => DEFAULT_OPERATION_TIMEOUT,
             Some(t) => parse_duration(t.text_trimmed()).ok_or_else(|| {
-                Fault::invalid_parameter(format!(
+                let why = format!(
                     "OperationTimeout {:?} is not a valid duration",
                     t.text_trimmed()
-                ))
+                );
+                (Fault::invalid_parameter(why), message_id.clone())
             })?,
         };
         let max_envelope = header
@@ -443,8 +448,19 @@ impl Request {
 // Faults (reference §3.6)
 // ---------------------------------------------------------------------------------------------
 
+/// Boxed: faults travel through every `Result` of the request path.
 #[derive(Debug, Clone)]
-struct Fault {
+struct Fault(Box<FaultBody>);
+
+impl std::ops::Deref for Fault {
+    type Target = FaultBody;
+    fn deref(&self) -> &FaultBody {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FaultBody {
     code: &'static str,
     subcode: &'static str,
     reason: String,
@@ -453,12 +469,14 @@ struct Fault {
     message: String,
     /// The message is a winrscmd.dll provider fault (as Windows wraps shell plugin errors).
     provider: bool,
+    /// Why the lab refused, for the request log (Windows says less).
+    note: Option<String>,
 }
 
 impl Fault {
     fn timed_out() -> Fault {
         let text = "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.  ";
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Receiver",
             subcode: "TimedOut",
             reason: text.into(),
@@ -466,11 +484,12 @@ impl Fault {
             wsman_code: 2_150_858_793,
             message: text.into(),
             provider: false,
-        }
+            note: None,
+        }))
     }
 
     fn invalid_selectors(message: String) -> Fault {
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Sender",
             subcode: "InvalidSelectors",
             reason: "The WS-Management service cannot process the request because the request contained invalid selectors for the resource. ".into(),
@@ -478,7 +497,8 @@ impl Fault {
             wsman_code: 2_150_858_843,
             message,
             provider: false,
-        }
+            note: None,
+        }))
     }
 
     fn unknown_command() -> Fault {
@@ -495,7 +515,7 @@ impl Fault {
 
     fn too_long() -> Fault {
         let text = "The filename or extension is too long. ";
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Receiver",
             subcode: "InternalError",
             reason: text.into(),
@@ -503,14 +523,15 @@ impl Fault {
             wsman_code: 2_147_942_606,
             message: text.into(),
             provider: true,
-        }
+            note: None,
+        }))
     }
 
     fn shell_quota(max: u32) -> Fault {
         let text = format!(
             "The WS-Management service cannot process the request. This user is allowed a maximum number of {max} concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. "
         );
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Receiver",
             subcode: "InternalError",
             reason: text.clone(),
@@ -518,13 +539,13 @@ impl Fault {
             wsman_code: 2_150_859_173,
             message: text,
             provider: false,
-        }
+            note: None,
+        }))
     }
 
     fn invalid_parameter(why: String) -> Fault {
-        let _ = why;
         let text = "The parameter is incorrect. ";
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Sender",
             subcode: "InvalidParameter",
             reason: text.into(),
@@ -532,13 +553,13 @@ impl Fault {
             wsman_code: 87,
             message: text.into(),
             provider: true,
-        }
+            note: Some(why),
+        }))
     }
 
     fn schema(why: &str) -> Fault {
-        let _ = why;
         let text = "The SOAP XML in the message does not match the corresponding XML schema definition. Change the XML and retry. ";
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Sender",
             subcode: "SchemaValidationError",
             reason: text.into(),
@@ -546,12 +567,13 @@ impl Fault {
             wsman_code: 2_150_858_817,
             message: text.into(),
             provider: false,
-        }
+            note: Some(why.to_string()),
+        }))
     }
 
     fn action_not_supported() -> Fault {
         let text = "The WS-Management service cannot process the request because the specified action is not supported. ";
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Sender",
             subcode: "ActionNotSupported",
             reason: text.into(),
@@ -559,11 +581,12 @@ impl Fault {
             wsman_code: 2_150_858_754,
             message: text.into(),
             provider: false,
-        }
+            note: None,
+        }))
     }
 
     fn internal(text: &str) -> Fault {
-        Fault {
+        Fault(Box::new(FaultBody {
             code: "s:Receiver",
             subcode: "InternalError",
             reason: text.into(),
@@ -571,7 +594,8 @@ impl Fault {
             wsman_code: 2_147_500_037,
             message: text.into(),
             provider: false,
-        }
+            note: None,
+        }))
     }
 }
 
@@ -723,7 +747,7 @@ impl HostState {
     pub async fn handle(&self, req: WsmanRequest<'_>) -> WsmanReply {
         let parsed = match Request::parse(req.body) {
             Ok(p) => p,
-            Err(f) => return self.fault_reply(&req, None, f, None),
+            Err((f, relates)) => return self.fault_reply(&req, relates.as_deref(), f, None),
         };
         let relates = parsed.message_id.clone();
         let result = match parsed.action.as_str() {
@@ -792,7 +816,7 @@ impl HostState {
             action: format!("Fault:{}", f.subcode),
             probe: None,
             shell_id,
-            note: None,
+            note: f.0.note,
         }
     }
 
