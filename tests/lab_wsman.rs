@@ -1534,3 +1534,76 @@ async fn malformed_and_unknown_requests() {
     let (rep, _) = send(&h, &receive_req(Style::Pypsrp, &shell, &cmd, "PT60.000S")).await;
     assert_eq!(rep.action, "Receive");
 }
+
+#[tokio::test]
+async fn skip_cmd_shell_needs_a_full_path() {
+    let h = host(BASE_FLEET);
+    let shell = open_shell(&h, Style::Pypsrp).await;
+    let skip = |r: Req| Req {
+        xml: r.xml.replace(">False<", ">True<"),
+        message_id: r.message_id,
+    };
+    let (rep, el) = send(
+        &h,
+        &skip(command_req(
+            Style::Pypsrp,
+            &shell,
+            "powershell.exe",
+            &["Write-Host", "hi"],
+        )),
+    )
+    .await;
+    assert_eq!(
+        (rep.status, rep.action.as_str()),
+        (500, "Fault:InternalError")
+    );
+    let rec = REC_INTERNAL_ERROR.replace("TEXT", "The system cannot find the file specified. ");
+    assert_eq!(shape(&el), shape(&dom(rec.as_bytes())));
+    let full = r"C:\Windows\system32\WindowsPowerShell\v1.0\powershell.exe";
+    let (rep, _) = send(
+        &h,
+        &skip(command_req(
+            Style::Pypsrp,
+            &shell,
+            full,
+            &["Write-Host", "hi"],
+        )),
+    )
+    .await;
+    assert_eq!(rep.status, 200);
+    let _ = send(&h, &delete_req(Style::Pypsrp, &shell)).await;
+}
+
+#[tokio::test]
+async fn console_code_page() {
+    // No [Console]::OutputEncoding in the script: the OEM code page, unless the Create header
+    // carried WINRS_CODEPAGE=65001 (winrm-rs puts it outside the header, where it is not
+    // honoured).
+    let script =
+        host_script(None).replace("[Console]::OutputEncoding = [Text.Encoding]::UTF8\r\n", "");
+    let h = host(&format!("{BASE_FLEET}\n[server.faults]\nnoise = true\n"));
+    for (style, utf8) in [(Style::WinrmRs, false), (Style::Pypsrp, true)] {
+        let shell = open_shell(&h, style).await;
+        let (_, cmd) = start(
+            &h,
+            style,
+            &shell,
+            "powershell",
+            &["-EncodedCommand", &encode_script(&script)],
+        )
+        .await;
+        let polls = receive_all(&h, style, &shell, &cmd, 50).await;
+        let out = stdout_of(&polls);
+        assert_eq!(std::str::from_utf8(&out).is_ok(), utf8, "{style:?}");
+        let r = "R\u{e9}sum\u{e9}";
+        if utf8 {
+            assert!(String::from_utf8_lossy(&out).contains(r));
+        } else {
+            assert!(out.windows(6).any(|w| w == b"R\x82sum\x82"), "CP437");
+        }
+        // The result line is ASCII either way.
+        let ascii: Vec<u8> = out.iter().copied().filter(u8::is_ascii).collect();
+        assert_eq!(result_json(&ascii)["probe"], "host");
+        let _ = send(&h, &delete_req(style, &shell)).await;
+    }
+}

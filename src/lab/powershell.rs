@@ -41,6 +41,8 @@ pub struct ExecContext<'a> {
     pub server: &'a ServerSpec,
     /// The authenticated user (`LAB\administrator`).
     pub user: &'a str,
+    /// The shell's console code page is UTF-8 (`WINRS_CODEPAGE=65001` honoured at Create).
+    pub console_utf8: bool,
 }
 
 /// Everything a command will ever write, and how it ends. Delivery (timing, chunking) is the
@@ -704,7 +706,7 @@ fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> Execution {
     let Some(probe) = probe else {
         return command_not_found(script, header.body_offset, encoded);
     };
-    let utf8 = wants_utf8(body);
+    let utf8 = ctx.console_utf8 || wants_utf8(body);
     let server = ctx.server;
     let faults = &server.faults;
     let mut exec = Execution {

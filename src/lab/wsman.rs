@@ -114,6 +114,8 @@ struct Shell {
     owner: String,
     last_activity: Instant,
     idle_timeout: Duration,
+    /// `WINRS_CODEPAGE=65001` came inside the Create header: console output is UTF-8.
+    console_utf8: bool,
     commands: HashMap<String, Arc<Command>>,
 }
 
@@ -368,8 +370,11 @@ struct Request {
     max_envelope: usize,
     shell_id: Option<String>,
     body: Option<Node>,
-    /// The Create OptionSet, wherever the client put it (header, or between header and body).
+    /// The OptionSet, wherever the client put it (winrm-rs puts Create's between the header
+    /// and the body).
     options: Vec<(String, String)>,
+    /// Only the options inside the header: the ones Windows is known to honour.
+    header_options: Vec<(String, String)>,
 }
 
 impl Request {
@@ -416,17 +421,22 @@ impl Request {
                     .is_some_and(|n| n.eq_ignore_ascii_case("ShellId"))
             })
             .map(|s| s.text_trimmed().to_string());
-        let options = header
-            .children_named("OptionSet")
-            .chain(env.children_named("OptionSet"))
-            .flat_map(|o| o.children_named("Option"))
-            .map(|o| {
-                (
-                    o.attr("Name").unwrap_or_default().to_string(),
-                    o.text_trimmed().to_string(),
-                )
-            })
-            .collect();
+        let read = |sets: &mut dyn Iterator<Item = &Node>| -> Vec<(String, String)> {
+            sets.flat_map(|o| o.children_named("Option"))
+                .map(|o| {
+                    (
+                        o.attr("Name").unwrap_or_default().to_string(),
+                        o.text_trimmed().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let header_options = read(&mut header.children_named("OptionSet"));
+        let options = read(
+            &mut header
+                .children_named("OptionSet")
+                .chain(env.children_named("OptionSet")),
+        );
         let body = env.child("Body").cloned();
         Ok(Request {
             action,
@@ -436,7 +446,15 @@ impl Request {
             shell_id,
             body,
             options,
+            header_options,
         })
+    }
+
+    fn header_option(&self, name: &str) -> Option<&str> {
+        self.header_options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn body_child(&self, name: &str) -> Option<&Node> {
@@ -521,6 +539,20 @@ impl Fault {
             reason: text.into(),
             detail: None,
             wsman_code: 2_147_942_606,
+            message: text.into(),
+            provider: true,
+            note: None,
+        }))
+    }
+
+    fn file_not_found() -> Fault {
+        let text = "The system cannot find the file specified. ";
+        Fault(Box::new(FaultBody {
+            code: "s:Receiver",
+            subcode: "InternalError",
+            reason: text.into(),
+            detail: None,
+            wsman_code: 2_147_942_402,
             message: text.into(),
             provider: true,
             note: None,
@@ -847,6 +879,7 @@ impl HostState {
                     owner: req.user.to_string(),
                     last_activity: now,
                     idle_timeout,
+                    console_utf8: p.header_option("WINRS_CODEPAGE") == Some("65001"),
                     commands: HashMap::new(),
                 },
             );
@@ -941,7 +974,7 @@ impl HostState {
 
     fn command(&self, req: &WsmanRequest<'_>, p: &Request) -> Result<WsmanReply, Fault> {
         // Resolve the shell first: an unknown shell wins over a bad command line.
-        self.with_shell(req, p, |_| Ok(()))?;
+        let console_utf8 = self.with_shell(req, p, |sh| Ok(sh.console_utf8))?;
         let line_el = p
             .body_child("CommandLine")
             .ok_or_else(|| Fault::invalid_parameter("no CommandLine".into()))?;
@@ -956,6 +989,14 @@ impl HostState {
         if line.encode_utf16().count() > MAX_COMMAND_LINE {
             return Err(Fault::too_long());
         }
+        let skip_cmd = p
+            .header_option("WINRS_SKIP_CMD_SHELL")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if skip_cmd && !is_absolute_path(line.trim_start()) {
+            // Without cmd.exe nothing searches the path or expands %SystemRoot%
+            // (recorded: test_winrs_no_cmd_shell.yml).
+            return Err(Fault::file_not_found());
+        }
         let server = self
             .server()
             .ok_or_else(|| Fault::internal("The lab host has no server definition. "))?;
@@ -965,6 +1006,7 @@ impl HostState {
                 fleet: &self.fleet,
                 server,
                 user: req.user,
+                console_utf8,
             },
         );
 
@@ -1104,7 +1146,8 @@ impl HostState {
                 lock(&cmd.state).gone = true;
             } else if code == SIGNAL_CTRL_C || code == SIGNAL_PSRP_CTRL_C {
                 let mut st = lock(&cmd.state);
-                let running = st.endless || st.queue.iter().any(|p| matches!(p, Piece::Data(..)));
+                // A process that already exited has nothing to interrupt; its output stays.
+                let running = st.endless || st.silent_polls > 0 || Instant::now() < st.ready_at;
                 if running && !st.done_sent {
                     st.endless = false;
                     st.queue.clear();
@@ -1249,6 +1292,12 @@ fn plan_output(exec: &Execution, noise: bool, rng: &mut SplitMix64) -> VecDeque<
         }
     }
     q
+}
+
+fn is_absolute_path(line: &str) -> bool {
+    let b = line.as_bytes();
+    line.starts_with(r"\\")
+        || (b.len() > 2 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\')
 }
 
 fn b64_len(n: usize) -> usize {
