@@ -1607,3 +1607,155 @@ async fn console_code_page() {
         let _ = send(&h, &delete_req(style, &shell)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real client, end to end
+// ---------------------------------------------------------------------------------------------
+
+/// A bare HTTP/1.1 front for one host, test-only: Basic over plain HTTP without checks, no
+/// sealing (the lab's real listener is the network layer's). Enough for winrm-rs 2.0.1 under
+/// `EncryptionMode::Never` to drive the WinRS layer.
+async fn plain_http_front(h: Arc<HostState>) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::new();
+                loop {
+                    // Head.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 65536];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf[head_end..head_end + len].to_vec();
+                    buf.drain(..head_end + len);
+                    let reply = if body.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            h.handle(WsmanRequest {
+                                user: USER,
+                                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                                endpoint: &format!("http://127.0.0.1:{port}/wsman"),
+                                body: &body,
+                            })
+                            .await,
+                        )
+                    };
+                    let (status, out) = reply.map_or((200, Vec::new()), |r| (r.status, r.body));
+                    let head = format!(
+                        "HTTP/1.1 {status} {}\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nServer: Microsoft-HTTPAPI/2.0\r\nContent-Length: {}\r\n\r\n",
+                        if status == 200 {
+                            "OK"
+                        } else {
+                            "Internal Server Error"
+                        },
+                        out.len()
+                    );
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(&out).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+fn winrm_client(port: u16, op_timeout: u64) -> winrm_rs::WinrmClient {
+    let config = winrm_rs::WinrmConfig {
+        port: Some(port),
+        use_tls: false,
+        auth_method: winrm_rs::AuthMethod::Basic,
+        encryption: winrm_rs::EncryptionMode::Never,
+        operation_timeout_secs: op_timeout,
+        ..winrm_rs::WinrmConfig::http()
+    };
+    winrm_rs::WinrmClient::new(
+        config,
+        winrm_rs::WinrmCredentials::new("administrator", "x", "LAB"),
+    )
+    .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winrm_rs_client_end_to_end() {
+    let cases = [
+        ("", true),
+        (
+            "[server.faults]\ntimed_out_polls = 1\nexec_ms = 200\n",
+            true,
+        ),
+        ("[server.faults]\nnoise = true\n", true),
+        ("[server.faults]\nps51_quirks = true\n", true),
+        ("[server.faults]\nno_snapin = true\n", false),
+    ];
+    for (faults, ok) in cases {
+        // The faults table follows the last server of ORG_FLEET, EX03: that is the host.
+        let h = HostState::new(fleet(&format!("{ORG_FLEET}\n{faults}")), 3);
+        let (port, front) = plain_http_front(Arc::clone(&h)).await;
+        let client = winrm_client(port, 1);
+        for script in [
+            org_script(),
+            host_script(Some("http://proxy.lab.local:8080")),
+        ] {
+            let out = client
+                .run_powershell_with_timeout("127.0.0.1", &script, Duration::from_secs(20))
+                .await
+                .unwrap_or_else(|e| panic!("{faults}: {e}"));
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let is_org = script.contains("eems-probe:org:1");
+            if ok || !is_org {
+                assert_eq!(out.exit_code, 0, "{faults} {stderr}");
+                let j = result_json(&out.stdout);
+                assert_eq!(j["probe"], if is_org { "org" } else { "host" });
+                // Progress records are dropped by the client's CLIXML decoder.
+                assert!(
+                    !stderr.contains("<Objs") && !stderr.contains("CLIXML"),
+                    "{stderr}"
+                );
+            } else {
+                assert_eq!(out.exit_code, 1);
+                assert!(!stdout.contains("EEMS-PROBE-RESULT"));
+                assert!(
+                    stderr.contains(
+                        "No snap-ins have been registered for Windows PowerShell version 5."
+                    ),
+                    "{stderr}"
+                );
+            }
+        }
+        assert_eq!(h.open_shells(), 0, "{faults}: winrm-rs closed its shells");
+        front.abort();
+    }
+}
