@@ -925,6 +925,8 @@ fn date_value(rfc3339: &Option<String>, ps51: bool) -> Value {
     }
 }
 
+/// The 5.1 unrolling quirk, for the string lists: one element comes out bare, none as null.
+/// `servers` stays an array: the probe contract has the script force it with `@()`.
 fn list_value(items: &[String], ps51: bool) -> Value {
     match (ps51, items) {
         (true, []) => Value::Null,
@@ -1031,12 +1033,6 @@ pub fn org_json(fleet: &Fleet, ps51: bool) -> String {
                 .collect();
             (serde_json::to_value(list).unwrap_or(Value::Null), None)
         }
-    };
-    let servers = match (&servers, ps51) {
-        // `@()` in the script keeps an empty list an array, but ConvertTo-Json in 5.1 still
-        // writes nothing useful for it when Get-ExchangeServer threw.
-        (Value::Array(a), true) if a.is_empty() => Value::Null,
-        _ => servers,
     };
     finish_json(
         &OrgResult {
@@ -1270,6 +1266,18 @@ mod tests {
         );
         assert_eq!(padded_version("15.2.1544.4"), "15.02.1544.004");
         assert_eq!(padded_version("15.1.2507.39"), "15.01.2507.039");
+    }
+
+    #[test]
+    fn ps51_servers_stay_an_array() {
+        let text = "[org]\nname = \"O\"\nservers_error = \"AD down\"\n[[server]]\nname = \"EX01\"\naddress = \"127.0.0.11\"\n";
+        let mut fleet: Fleet = toml::from_str(text).expect("fleet");
+        let j: Value = serde_json::from_str(&org_json(&fleet, true)).expect("json");
+        assert_eq!(j["servers"], json!([]));
+        fleet.org.servers_error = None;
+        let j: Value = serde_json::from_str(&org_json(&fleet, true)).expect("json");
+        assert_eq!(j["servers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(j["servers"][0]["mitigations_applied"], Value::Null);
     }
 
     #[test]
