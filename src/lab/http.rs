@@ -676,17 +676,34 @@ async fn process(
         return Reply::empty(500);
     }
 
+    let endpoint = if conn.tls {
+        format!(
+            "https://{}:{}/wsman",
+            host.spec.address,
+            host.spec.https_port(&host.listener)
+        )
+    } else {
+        format!(
+            "http://{}:{}/wsman",
+            host.spec.address,
+            host.spec.http_port(&host.listener)
+        )
+    };
     let reply = host
         .wsman
         .handle(WsmanRequest {
             user: &user,
             client_ip: conn.peer.ip(),
+            endpoint: &endpoint,
             body: &plaintext,
         })
         .await;
     rec.action = Some(reply.action.clone());
     rec.shell_id = reply.shell_id.clone();
-    rec.probe = reply.probe.clone();
+    rec.probe = reply.probe.map(str::to_string);
+    if reply.note.is_some() {
+        rec.note = reply.note.clone();
+    }
     let truncate = reply.action == "Command"
         && host.spec.faults.drop_mid_response
         && !host.command_dropped.swap(true, Ordering::Relaxed);

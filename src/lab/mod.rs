@@ -67,11 +67,12 @@ impl Lab {
         )?);
         let pki = tls::LabPki::new(&fleet.org.name)?;
         let accounts = Arc::new(fleet.accounts());
+        let shared_fleet = Arc::new(fleet.clone());
         let conn_ids = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
         let mut hosts = Vec::with_capacity(fleet.servers.len());
         let mut tasks = Vec::new();
-        for s in &fleet.servers {
+        for (index, s) in fleet.servers.iter().enumerate() {
             let fqdn = s.fqdn();
             let dns_domain = fqdn
                 .split_once('.')
@@ -86,7 +87,7 @@ impl Lab {
                 dns_domain,
                 dns_computer: fqdn.clone(),
             };
-            let state = Arc::new(wsman::HostState::new(s, &fleet));
+            let state = wsman::HostState::new(shared_fleet.clone(), index);
             let ctx = Arc::new(http::HostCtx::new(
                 s.clone(),
                 fleet.listener.clone(),
