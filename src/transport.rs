@@ -172,13 +172,22 @@ impl TransportConfig {
                 }),
             }
         };
+        // NTLM/Kerberos over HTTPS are sealed inside TLS too. Unsealed, winrm-rs 2.0.1
+        // re-authenticates every request, and its pool can send the AUTHENTICATE on
+        // another connection than the NEGOTIATE, which Windows (and the lab) refuse
+        // with 401. Sealed, each connection authenticates once and keeps its context;
+        // Windows accepts sealed bodies over HTTPS.
+        let encryption = match self.auth {
+            AuthKind::Ntlm | AuthKind::Kerberos if self.https => EncryptionMode::Always,
+            _ => EncryptionMode::Auto,
+        };
         let config = WinrmConfig {
             port: port.or(self.port),
             auth_method,
             accept_invalid_certs: self.insecure,
             connect_timeout_secs: self.connect_timeout.as_secs().max(1),
             operation_timeout_secs: self.operation_timeout_secs.max(1),
-            encryption: EncryptionMode::Auto,
+            encryption,
             max_output_bytes: Some(self.max_output_bytes),
             client_cert_pem: read_pem(&self.client_cert)?,
             client_key_pem: read_pem(&self.client_key)?,
@@ -473,7 +482,24 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
             let chain = error_chain(re);
             let lower = chain.to_ascii_lowercase();
             let port = cfg.port.unwrap_or(if cfg.https { 5986 } else { 5985 });
-            if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+            let dropped = [
+                "close_notify",
+                "unexpected eof",
+                "unexpected-eof",
+                "connection closed",
+                "connection reset",
+                "reset by peer",
+                "incomplete",
+                "broken pipe",
+            ];
+            if dropped.iter().any(|d| lower.contains(d)) {
+                (
+                    FailureKind::ConnectionDropped,
+                    format!("the server dropped the connection mid-response ({chain})"),
+                )
+            } else if lower.contains("certificate")
+                || lower.contains("handshake")
+                || lower.contains("tls")
             {
                 (
                     FailureKind::Tls,
@@ -485,8 +511,7 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 (
                     FailureKind::ConnectionRefused,
                     format!(
-                        "connection refused: nothing listens on the WinRM port (is WinRM enabled, is {} the right port, is a firewall in the way?)",
-                        port
+                        "connection refused: nothing listens on the WinRM port (is WinRM enabled, is {port} the right port, is a firewall in the way?)"
                     ),
                 )
             } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve")
@@ -501,15 +526,6 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 (
                     FailureKind::ConnectionRefused,
                     format!("cannot connect: {chain}"),
-                )
-            } else if lower.contains("closed")
-                || lower.contains("reset")
-                || lower.contains("incomplete")
-                || lower.contains("eof")
-            {
-                (
-                    FailureKind::ConnectionDropped,
-                    format!("the server dropped the connection mid-response ({chain})"),
                 )
             } else if let Some(status) = re.status() {
                 (

@@ -198,6 +198,12 @@ pub async fn run(
     };
     let have_server_list = !org_servers.is_empty();
     let mut used = vec![false; org_servers.len()];
+    // Edge servers the inventory lists are covered even though they are not probed.
+    for e in entries.iter().filter(|e| e.is_edge()) {
+        if let Some(i) = match_org_server(&e.name, org_servers) {
+            used[i] = true;
+        }
+    }
     let mut jobs = Vec::new();
     for e in candidates {
         let found = match_org_server(&e.name, org_servers);
