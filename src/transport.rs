@@ -544,10 +544,25 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 cfg.account.display()
             ),
         ),
-        WinrmError::Ntlm(n) => (
-            FailureKind::Auth,
-            format!("authentication failed (NTLM): {n}"),
-        ),
+        WinrmError::Ntlm(n) => {
+            let text = n.to_string();
+            // winrm-rs reports any unsealed answer to a sealed request as an NTLM error;
+            // an HTTP error status there is the server failing, not the credentials.
+            match text.find("HTTP ") {
+                Some(at) if text.contains("without sealing") => (
+                    FailureKind::Http,
+                    format!(
+                        "the WinRM listener answered {} instead of a sealed reply (the \
+                         WinRM service failed on the server; see its event log)",
+                        &text[at..]
+                    ),
+                ),
+                _ => (
+                    FailureKind::Auth,
+                    format!("authentication failed (NTLM): {text}"),
+                ),
+            }
+        }
         WinrmError::Soap(s) => {
             let text = s.to_string();
             if text.contains("TimedOut") {

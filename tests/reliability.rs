@@ -63,6 +63,8 @@ async fn fault_matrix_every_server_once_with_the_right_cause() {
         "1",
         "--max-auth-failures",
         "0",
+        "--org-server",
+        "GOOD01",
     ];
 
     // Fault-free baseline: the healthy servers alone.
