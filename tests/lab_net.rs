@@ -104,9 +104,17 @@ fn https_client(lab: &Lab, port: u16, auth: AuthMethod, user: &str, domain: &str
         .unwrap()
 }
 
+/// Runs the scanner's host probe: the lab answers it (a script without a probe marker
+/// fails like an unknown PowerShell command).
 async fn run(client: &WinrmClient, ip: Ipv4Addr) -> Result<winrm_rs::CommandOutput, WinrmError> {
+    let script = eems_scan::probe::host_script(&eems_scan::probe::HostProbeParams {
+        ocs_url: "https://officeclient.microsoft.com/GetExchangeMitigations",
+        proxy: None,
+        ocs_timeout_secs: 5,
+    })
+    .expect("probe fits");
     client
-        .run_powershell_with_timeout(&ip.to_string(), "hostname", Duration::from_secs(30))
+        .run_powershell_with_timeout(&ip.to_string(), &script, Duration::from_secs(30))
         .await
 }
 
