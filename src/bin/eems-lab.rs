@@ -42,6 +42,33 @@ enum Cmd {
         #[arg(long, default_value = "eems-demo")]
         out: PathBuf,
     },
+    /// Measure a scan of a generated fleet served by a separate lab process.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        servers: usize,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        /// Added by the lab to every HTTP response.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Remote execution time before each probe's output.
+        #[arg(long, default_value_t = 1000)]
+        exec_ms: u64,
+        /// NTLM over HTTPS instead of sealed HTTP.
+        #[arg(long)]
+        https: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
+        #[arg(long, value_name = "PYTHON")]
+        peer: Option<PathBuf>,
+        /// Scratch folder for the fleet, inventory, logs and reports.
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+        /// Also write the measurements as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Generate a fleet file.
     Gen {
         #[arg(long)]
@@ -86,6 +113,39 @@ fn main() -> anyhow::Result<()> {
             // The demo's servers are broken on purpose: a non-zero scan status is its
             // expected outcome, so the demo itself succeeded when it got this far.
             let _ = code;
+            Ok(())
+        }
+        Cmd::Bench {
+            servers,
+            concurrency,
+            latency_ms,
+            exec_ms,
+            https,
+            seed,
+            peer,
+            work_dir,
+            json,
+        } => {
+            let here = std::env::current_exe()?;
+            let dir = here.parent().map(PathBuf::from).unwrap_or_default();
+            let report = eems_scan::bench::run(&eems_scan::bench::BenchOptions {
+                servers,
+                concurrency,
+                latency_ms,
+                exec_ms,
+                https,
+                seed,
+                work_dir,
+                lab_bin: here.clone(),
+                scan_bin: dir.join("eems-scan"),
+                peer_python: peer,
+                peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("benches/peer_pywinrm.py"),
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
             Ok(())
         }
         Cmd::Gen {

@@ -98,11 +98,24 @@ pub fn render(org: &OrgSection, rows: &[ConsoleRow], summary: &Summary, style: S
         clip(&format!("Organisation {org_name}: {org_state}"), 80)
     );
 
-    let shown: Vec<&ConsoleRow> = if rows.len() <= FULL_TABLE_MAX {
+    let mut shown: Vec<&ConsoleRow> = if rows.len() <= FULL_TABLE_MAX {
         rows.iter().collect()
     } else {
         rows.iter().filter(|r| r.status != Status::Ok).collect()
     };
+    // What needs attention first; rows arrive in completion order, which means nothing.
+    let rank = |s: Status| match s {
+        Status::Critical => 0,
+        Status::Error => 1,
+        Status::Warning => 2,
+        Status::Ok => 3,
+        Status::Skipped => 4,
+    };
+    shown.sort_by(|a, b| {
+        rank(a.status)
+            .cmp(&rank(b.status))
+            .then_with(|| a.server.cmp(&b.server))
+    });
     if !shown.is_empty() {
         let _ = writeln!(
             out,
