@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod app;
 pub mod cli;
+pub mod compare;
 pub mod facts;
 pub mod inventory;
 pub mod lab;
