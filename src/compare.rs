@@ -337,10 +337,12 @@ fn good_bad(old: &str, new: &str, good: &str) -> Verdict {
     }
 }
 
-/// `Running`, or `Investigate (Stopped, Automatic)`: the check with what Windows said.
+/// `Running`, or `Investigate (Stopped, Automatic)`: the check, with what Windows said
+/// when that is not simply running and automatic.
 fn service_text(r: &ServerRow) -> Option<String> {
     let check = r.service_check.as_deref()?;
     Some(match (&r.service_status, &r.service_start_type) {
+        _ if check == "Running" => check.to_string(),
         (None, None) => check.to_string(),
         (s, t) => format!(
             "{check} ({}, {})",
