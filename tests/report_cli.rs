@@ -300,3 +300,50 @@ fn different_organisations_are_incompatible() {
         "{e}"
     );
 }
+
+/// `scan --html` is checked with the other reports before any connection (no server is
+/// contacted: the host does not exist and the run must stop before trying).
+#[test]
+fn scan_html_destination_is_checked_up_front() {
+    let d = dir("scan-html");
+    let base = [
+        "scan",
+        "--discover-from",
+        "nonexistent.invalid",
+        "-u",
+        r"LAB\administrator",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+            .args(&args)
+            .env("EEMS_PASSWORD", "not-used")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--csv", "-", "--html", "-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("only one of --csv, --json and --html"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["--html", "/nonexistent-eems-dir/fleet.html"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent-eems-dir/fleet.html"),
+        "{}",
+        stderr(&o)
+    );
+
+    let same = d.join("same.out");
+    let o = run(&["--json", p(&same), "--html", p(&same)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("named for two reports"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -217,7 +217,7 @@ struct CoverageRow {
 }
 
 #[derive(Template)]
-#[template(path = "report.html")]
+#[template(path = "report.html", whitespace = "minimize")]
 struct ReportPage<'a> {
     csp: String,
     version: &'static str,
@@ -561,7 +561,7 @@ struct DriftRow {
 }
 
 #[derive(Template)]
-#[template(path = "drift.html")]
+#[template(path = "drift.html", whitespace = "minimize")]
 struct DriftPage {
     csp: String,
     version: &'static str,
