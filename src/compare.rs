@@ -93,7 +93,7 @@ impl Field {
     /// Short label for the console table.
     pub fn label(self) -> &'static str {
         match self {
-            Field::OrgMitigationsEnabled => "org enabled",
+            Field::OrgMitigationsEnabled => "org switch",
             Field::Server => "server",
             Field::Status => "status",
             Field::EemsState => "eems state",

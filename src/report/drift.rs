@@ -131,15 +131,11 @@ pub fn render_console(
     );
     for c in &drift.changes {
         let server = c.server.as_deref().unwrap_or("(org)");
-        let label = match c.field {
-            crate::compare::Field::OrgMitigationsEnabled => "org switch",
-            f => f.label(),
-        };
         let _ = writeln!(
             out,
             "{} {} {} {} {}",
             pad(&clip(server, W_SERVER), W_SERVER),
-            pad(&clip(label, W_CHANGE), W_CHANGE),
+            pad(&clip(c.field.label(), W_CHANGE), W_CHANGE),
             pad(
                 &clip(&first_line(&drift_side(c.field, &c.old)), W_VALUE),
                 W_VALUE
