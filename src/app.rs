@@ -9,14 +9,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use winrm_rs::SecretString;
 
-use crate::cli::{Cli, Command, ConnectionArgs, DiscoverArgs, ScanArgs};
-use crate::inventory;
+use crate::cli::{Cli, Command, CompareArgs, ConnectionArgs, DiscoverArgs, ReportArgs, ScanArgs};
 use crate::report::csv::CsvSink;
-use crate::report::json::JsonSink;
-use crate::report::output::{Destination, Output};
-use crate::report::{RowSink, ServerRow, console};
+use crate::report::html::{HtmlSink, ScanLabel};
+use crate::report::json::{JsonSink, ScanReport};
+use crate::report::output::{Destination, Output, same_file};
+use crate::report::{RowSink, ScanEnd, ScanStart, ServerRow, console, drift, html};
 use crate::scan::{self, Progress, ScanOptions, Servers};
 use crate::transport::{Account, TransportConfig};
+use crate::{compare, inventory};
 
 /// Exit status for usage and input errors.
 pub const EXIT_USAGE: i32 = 2;
@@ -52,6 +53,8 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
     match cli.command {
         Command::Scan(args) => scan(args, password).await,
         Command::Discover(args) => discover(args, password).await,
+        Command::Report(args) => report(args),
+        Command::Compare(args) => compare(args),
     }
 }
 
@@ -271,12 +274,9 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     let inputs: Vec<&Path> = args.inventory.iter().map(|p| p.as_path()).collect();
     let csv_dest = args.csv.as_deref().map(Destination::parse);
     let json_dest = args.json.as_deref().map(Destination::parse);
-    if csv_dest == Some(Destination::Stdout) && json_dest == Some(Destination::Stdout) {
-        return Err(usage("--csv and --json cannot both go to stdout"));
-    }
-    for d in csv_dest.iter().chain(json_dest.iter()) {
-        d.preflight(&inputs).map_err(usage)?;
-    }
+    let html_dest = args.html.as_deref().map(Destination::parse);
+    let dests = [&csv_dest, &json_dest, &html_dest];
+    check_destinations(&dests, "--csv, --json and --html", &inputs)?;
     let password = read_password(password, &args.connection)?;
     let transport = transport_config(&args.connection, password)?;
     let opts = ScanOptions {
@@ -297,11 +297,15 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     };
     let mut csv_sink = csv_dest.as_ref().map(open).transpose()?.map(CsvSink::new);
     let mut json_sink = json_dest.as_ref().map(open).transpose()?.map(JsonSink::new);
+    let mut html_sink = html_dest.as_ref().map(open).transpose()?.map(HtmlSink::new);
     let mut sinks: Vec<&mut dyn RowSink> = Vec::new();
     if let Some(s) = csv_sink.as_mut() {
         sinks.push(s);
     }
     if let Some(s) = json_sink.as_mut() {
+        sinks.push(s);
+    }
+    if let Some(s) = html_sink.as_mut() {
         sinks.push(s);
     }
 
@@ -331,10 +335,12 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     if let Some(s) = json_sink {
         commit(s.into_inner())?;
     }
+    if let Some(s) = html_sink {
+        commit(s.into_inner())?;
+    }
 
     if !args.quiet {
-        let to_stdout =
-            csv_dest == Some(Destination::Stdout) || json_dest == Some(Destination::Stdout);
+        let to_stdout = to_stdout(&dests);
         let terminal = if to_stdout {
             std::io::stderr().is_terminal()
         } else {
@@ -363,6 +369,139 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         return Ok(EXIT_INTERRUPTED);
     }
     Ok(outcome.exit_code())
+}
+
+/// Whether any report goes to stdout (the console summary then goes to stderr).
+fn to_stdout(dests: &[&Option<Destination>]) -> bool {
+    dests.iter().any(|d| **d == Some(Destination::Stdout))
+}
+
+/// Before anything else: at most one report on stdout, each writable, none overwriting
+/// an input or another report.
+fn check_destinations(
+    dests: &[&Option<Destination>],
+    flags: &str,
+    inputs: &[&Path],
+) -> Result<(), Failure> {
+    if dests
+        .iter()
+        .filter(|d| ***d == Some(Destination::Stdout))
+        .count()
+        > 1
+    {
+        return Err(usage(format!("only one of {flags} can go to stdout")));
+    }
+    let mut earlier: Vec<&Path> = Vec::new();
+    for d in dests.iter().filter_map(|d| d.as_ref()) {
+        d.preflight(inputs).map_err(usage)?;
+        if let Destination::File(path) = d {
+            // Two flags naming one file would leave only the last report.
+            if earlier.iter().any(|e| same_file(e, path)) {
+                return Err(usage(format!("{}: named for two reports", path.display())));
+            }
+            earlier.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Writes one report: open (beside the target), fill, rename into place. Any failure is
+/// exit 2 for `report` and `compare`, which have no servers to blame.
+fn write_report(
+    dest: &Destination,
+    fill: impl FnOnce(&mut Output) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| usage(format!("cannot write report: {e}"));
+    let mut out = dest.open().map_err(fail)?;
+    fill(&mut out).map_err(fail)?;
+    out.commit().map_err(fail)
+}
+
+/// `report`: a saved scan, re-rendered. No credentials, no network.
+fn report(args: ReportArgs) -> Result<i32, Failure> {
+    let html_dest = args.html.as_deref().map(Destination::parse);
+    let csv_dest = args.csv.as_deref().map(Destination::parse);
+    check_destinations(&[&html_dest, &csv_dest], "--html and --csv", &[&args.scan])?;
+    let scan = ScanReport::load(&args.scan).map_err(usage)?;
+    if let Some(d) = &csv_dest {
+        write_report(d, |out| {
+            // The same sink `scan` streams through, so the columns cannot drift apart.
+            let mut sink = CsvSink::new(out);
+            sink.begin(&ScanStart {
+                started_at: scan.started_at.clone(),
+                organization: scan.organization.clone(),
+            })?;
+            for row in &scan.servers {
+                sink.row(row)?;
+            }
+            sink.finish(&ScanEnd {
+                finished_at: scan.finished_at.clone(),
+                summary: scan.summary.clone(),
+                not_in_inventory: scan.not_in_inventory.clone(),
+                interrupted: scan.interrupted,
+            })?;
+            sink.into_inner().map(|_| ())
+        })?;
+    }
+    if let Some(d) = &html_dest {
+        let page = html::render_report(&scan)
+            .map_err(|e| usage(format!("cannot render the HTML report: {e}")))?;
+        write_report(d, |out| out.write_all(page.as_bytes()))?;
+    }
+    Ok(0)
+}
+
+/// `compare`: exit 1 when anything got worse.
+fn compare(args: CompareArgs) -> Result<i32, Failure> {
+    let csv_dest = args.csv.as_deref().map(Destination::parse);
+    let json_dest = args.json.as_deref().map(Destination::parse);
+    let html_dest = args.html.as_deref().map(Destination::parse);
+    let dests = [&csv_dest, &json_dest, &html_dest];
+    check_destinations(&dests, "--csv, --json and --html", &[&args.old, &args.new])?;
+    let old = ScanReport::load(&args.old).map_err(usage)?;
+    let new = ScanReport::load(&args.new).map_err(usage)?;
+    let drift = compare::compare(&old, &new).map_err(|e| {
+        let path = match e.which {
+            compare::Which::Old => &args.old,
+            compare::Which::New => &args.new,
+        };
+        usage(format!("{}: cannot compare: {}", path.display(), e.reason))
+    })?;
+    let old = ScanLabel {
+        file: args.old.display().to_string(),
+        report: &old,
+    };
+    let new = ScanLabel {
+        file: args.new.display().to_string(),
+        report: &new,
+    };
+    if let Some(d) = &csv_dest {
+        write_report(d, |out| drift::write_csv(out, &drift))?;
+    }
+    if let Some(d) = &json_dest {
+        write_report(d, |out| drift::write_json(out, &old, &new, &drift))?;
+    }
+    if let Some(d) = &html_dest {
+        let page = html::render_drift(&old, &new, &drift)
+            .map_err(|e| usage(format!("cannot render the HTML report: {e}")))?;
+        write_report(d, |out| out.write_all(page.as_bytes()))?;
+    }
+    if !args.quiet {
+        let on_stderr = to_stdout(&dests);
+        let terminal = if on_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        let text = drift::render_console(&old, &new, &drift, console::Style::detect(terminal));
+        if on_stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    Ok(if drift.has_regression() { 1 } else { 0 })
 }
 
 async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, Failure> {

@@ -17,9 +17,11 @@ pub const DEFAULT_OCS_URL: &str = "https://officeclient.microsoft.com/GetExchang
 /// then a light, read-only probe runs on every Mailbox server concurrently: the
 /// MSExchangeMitigation service, the Exchange build, and whether the server reaches the
 /// mitigation endpoint through its own proxy. Verdicts use HealthChecker's labels.
+/// Saved scans can be re-rendered (`report`) and compared (`compare`) offline.
 ///
-/// Exit status: 0 all in-scope servers scanned and fine; 1 a warning or critical
-/// finding; 2 usage or input error; 3 a server could not be scanned; 130 interrupted.
+/// Exit status of `scan`: 0 all in-scope servers scanned and fine; 1 a warning or
+/// critical finding; 2 usage or input error; 3 a server could not be scanned; 130
+/// interrupted. `report` and `compare`: see their help.
 #[derive(Debug, Parser)]
 #[command(name = "eems-scan", version, max_term_width = 100)]
 pub struct Cli {
@@ -37,6 +39,18 @@ pub enum Command {
     Scan(ScanArgs),
     /// Write an inventory of every Exchange server the organisation knows (Edge included).
     Discover(DiscoverArgs),
+    /// Re-render a saved scan (its JSON report) as HTML and/or CSV, without contacting
+    /// any server: for audit re-exports.
+    ///
+    /// Exit status: 0 written; 2 the JSON cannot be read or a report cannot be written.
+    Report(ReportArgs),
+    /// Show what changed between two saved scans, per server, and whether each change is a
+    /// regression, an improvement or neutral (README "compare" lists the rules).
+    ///
+    /// Prints a table unless a report goes to stdout. Exit status: 0 no regression; 1 at
+    /// least one regression; 2 an input cannot be read or compared, or a report cannot be
+    /// written.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +100,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
 
+    /// Write the HTML fleet report here (`-` for stdout): one self-contained page with
+    /// the server matrix, per-server details and coverage, written when the scan ends.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
     /// No progress bar (there is none anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -110,6 +129,51 @@ pub struct DiscoverArgs {
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["html", "csv"])))]
+pub struct ReportArgs {
+    /// A JSON report written by `eems-scan scan --json`.
+    #[arg(value_name = "SCAN.json")]
+    pub scan: PathBuf,
+
+    /// Write the HTML fleet report here (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
+    /// Write the CSV report here (`-` for stdout), the same columns `scan --csv` writes.
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier scan's JSON report.
+    #[arg(value_name = "OLD.json")]
+    pub old: PathBuf,
+
+    /// The later scan's JSON report.
+    #[arg(value_name = "NEW.json")]
+    pub new: PathBuf,
+
+    /// Write the changes as CSV here (`-` for stdout): server, change, old, new, verdict.
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<String>,
+
+    /// Write the changes as JSON here (`-` for stdout), with both scans' times and the
+    /// counts.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+
+    /// Write the drift page here (`-` for stdout): the changes as a sortable table in the
+    /// style of the fleet report.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
+    /// Print nothing but errors (reports are still written; the exit status still tells).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// How to reach and authenticate to the servers. The password is never an argument: it

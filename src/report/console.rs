@@ -61,9 +61,6 @@ impl Style {
     }
 
     fn paint(&self, status: Status, text: &str) -> String {
-        if !self.color {
-            return text.to_string();
-        }
         let code = match status {
             Status::Ok => "32",
             Status::Warning => "33",
@@ -71,6 +68,14 @@ impl Style {
             Status::Error => "31",
             Status::Skipped => "2",
         };
+        self.sgr(code, text)
+    }
+
+    /// `text` in the given SGR colour (e.g. "32" green), or as is without colour.
+    pub fn sgr(&self, code: &str, text: &str) -> String {
+        if !self.color || code.is_empty() {
+            return text.to_string();
+        }
         format!("\x1b[{code}m{text}\x1b[0m")
     }
 }
@@ -161,7 +166,8 @@ pub fn render(org: &OrgSection, rows: &[ConsoleRow], summary: &Summary, style: S
     out
 }
 
-fn pad(s: &str, width: usize) -> String {
+/// Left-aligns `s` in `width` characters (never cuts; `clip` first).
+pub fn pad(s: &str, width: usize) -> String {
     let n = s.chars().count();
     if n >= width {
         s.to_string()

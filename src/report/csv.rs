@@ -93,7 +93,7 @@ fn bool_cell(b: Option<bool>) -> String {
 /// Server names, errors and proxies come from outside; a cell starting with `=`, `+`,
 /// `-`, `@`, TAB or CR would run as a formula when an auditor opens the file in a
 /// spreadsheet. A leading apostrophe keeps it text (OWASP CSV injection advice).
-fn defuse_formula(cell: String) -> String {
+pub fn defuse_formula(cell: String) -> String {
     match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
         _ => cell,

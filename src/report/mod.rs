@@ -6,6 +6,8 @@
 
 pub mod console;
 pub mod csv;
+pub mod drift;
+pub mod html;
 pub mod json;
 pub mod output;
 
