@@ -173,7 +173,7 @@ fn measure(
         .spawn()
         .with_context(|| format!("cannot start {}", o.scan_bin.display()))?;
     let scan = wait_cost(&child, started, Duration::from_secs(1800))?;
-    if scan.exit_code == 2 || scan.exit_code >= 3 && scan.exit_code != 3 {
+    if !matches!(scan.exit_code, 0 | 1 | 3) {
         bail!("the scan failed with exit status {}", scan.exit_code);
     }
     let report = crate::report::json::ScanReport::load(&json).map_err(|e| anyhow!(e))?;
