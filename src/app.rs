@@ -150,6 +150,7 @@ fn transport_config(
         connect_timeout: Duration::from_secs(conn.connect_timeout),
         operation_timeout_secs: conn.operation_timeout,
         max_output_bytes: MAX_OUTPUT_BYTES,
+        clients: Default::default(),
     };
     cfg.validate().map_err(usage)?;
     for (flag, path) in [
