@@ -58,8 +58,12 @@ pub struct BenchReport {
     pub requests_per_server: f64,
     pub max_requests_per_server: usize,
     pub floor_s: f64,
+    /// The floor plus the org query, which must finish before host probes can start
+    /// (it costs one server's R * L + E, serially).
+    pub floor_with_org_s: f64,
     pub scan: ProcessCost,
     pub wall_over_floor: f64,
+    pub wall_over_floor_with_org: f64,
     pub scanner_cpu_ms_per_server: f64,
     pub lab: ProcessCost,
     pub peer: Option<ProcessCost>,
@@ -112,11 +116,20 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         libc::kill(lab.id() as i32, libc::SIGTERM);
     }
     let lab_cost = wait_cost(&lab, lab_started, Duration::from_secs(60))?;
-    let (scan, in_scope, peer) = result?;
-    let (median, max) = requests_per_server(&log_path)?;
+    let (scan, in_scope, peer, scan_end_ms) = result?;
+    let (median, max) = requests_per_server(&log_path, scan_end_ms)?;
 
     let waves = in_scope.div_ceil(o.concurrency.max(1)) as f64;
-    let floor_s = waves * (median * o.latency_ms as f64 + o.exec_ms as f64) / 1000.0;
+    let one_server_s = (median * o.latency_ms as f64 + o.exec_ms as f64) / 1000.0;
+    let floor_s = waves * one_server_s;
+    let floor_with_org_s = floor_s + one_server_s;
+    let ratio = |floor: f64| {
+        if floor > 0.0 {
+            scan.wall_s / floor
+        } else {
+            f64::NAN
+        }
+    };
     Ok(BenchReport {
         servers: o.servers,
         in_scope,
@@ -131,12 +144,10 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         requests_per_server: median,
         max_requests_per_server: max,
         floor_s,
+        floor_with_org_s,
         scan,
-        wall_over_floor: if floor_s > 0.0 {
-            scan.wall_s / floor_s
-        } else {
-            f64::NAN
-        },
+        wall_over_floor: ratio(floor_s),
+        wall_over_floor_with_org: ratio(floor_with_org_s),
         scanner_cpu_ms_per_server: scan.cpu_s * 1000.0 / in_scope.max(1) as f64,
         lab: lab_cost,
         peer,
@@ -144,7 +155,9 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
     })
 }
 
-type Measured = (ProcessCost, usize, Option<ProcessCost>);
+/// The scan's cost, servers in scope, the peer's cost, and when the scan ended (ms since
+/// the epoch, to keep the peer's requests out of the scan's count).
+type Measured = (ProcessCost, usize, Option<ProcessCost>, u64);
 
 fn measure(
     o: &BenchOptions,
@@ -173,6 +186,7 @@ fn measure(
         .spawn()
         .with_context(|| format!("cannot start {}", o.scan_bin.display()))?;
     let scan = wait_cost(&child, started, Duration::from_secs(1800))?;
+    let scan_end_ms = epoch_ms();
     if !matches!(scan.exit_code, 0 | 1 | 3) {
         bail!("the scan failed with exit status {}", scan.exit_code);
     }
@@ -234,7 +248,7 @@ fn measure(
         }
     };
     let _ = fleet;
-    Ok((scan, in_scope, peer))
+    Ok((scan, in_scope, peer, scan_end_ms))
 }
 
 /// The inventory the scanner reads: every server, with the port of the chosen transport.
@@ -314,14 +328,34 @@ fn wait_cost(child: &Child, started: Instant, limit: Duration) -> anyhow::Result
     }
 }
 
-/// HTTP requests per server from the lab log: the median and the maximum, counting the
-/// handshake and every operation but Receive polls beyond the first of each command.
-fn requests_per_server(log: &Path) -> anyhow::Result<(f64, usize)> {
+/// HTTP requests per server from the lab log up to `until_ms`: the median and the maximum,
+/// counting the handshake and every operation but Receive polls beyond the first of each
+/// command, and but the org query's shell.
+fn requests_per_server(log: &Path, until_ms: u64) -> anyhow::Result<(f64, usize)> {
     let text = std::fs::read_to_string(log).with_context(|| format!("{}", log.display()))?;
-    let mut per_server: HashMap<String, usize> = HashMap::new();
-    let mut receives: HashMap<(String, String), usize> = HashMap::new();
+    let mut records = Vec::new();
     for line in text.lines() {
         let r: crate::lab::log::LogRecord = serde_json::from_str(line)?;
+        if r.ts_ms <= until_ms {
+            records.push(r);
+        }
+    }
+    // The org query is once per scan, not per server: its shell's requests are not
+    // counted against the server it ran on.
+    let org_shells: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|r| r.probe.as_deref() == Some("org"))
+        .filter_map(|r| r.shell_id.clone())
+        .collect();
+    let mut per_server: HashMap<String, usize> = HashMap::new();
+    let mut receives: HashMap<(String, String), usize> = HashMap::new();
+    for r in records {
+        if r.shell_id
+            .as_ref()
+            .is_some_and(|id| org_shells.contains(id))
+        {
+            continue;
+        }
         let action = r.action.as_deref().unwrap_or("");
         if action == "Receive" || action == "Fault:TimedOut" {
             let key = (r.server.clone(), r.shell_id.clone().unwrap_or_default());
@@ -340,6 +374,13 @@ fn requests_per_server(log: &Path) -> anyhow::Result<(f64, usize)> {
     counts.sort_unstable();
     let median = counts[counts.len() / 2] as f64;
     Ok((median, counts[counts.len() - 1]))
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The open-file limit, soft raised to hard: 1,000 listeners plus C connections exceed
@@ -367,12 +408,14 @@ impl BenchReport {
             self.transport
         );
         t.push_str(&format!(
-            "requests/server      {:.0} (max {})\nfloor                {:.2} s\nwall                 {:.2} s\nwall/floor           {:.3}\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
+            "requests/server      {:.0} (max {})\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
             self.requests_per_server,
             self.max_requests_per_server,
             self.floor_s,
+            self.floor_with_org_s,
             self.scan.wall_s,
             self.wall_over_floor,
+            self.wall_over_floor_with_org,
             self.scanner_cpu_ms_per_server,
             self.scan.peak_rss_mib,
             self.lab.cpu_s,

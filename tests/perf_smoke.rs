@@ -13,7 +13,7 @@ fn two_hundred_servers_scan_near_the_floor() {
     let _ = std::fs::remove_dir_all(&work_dir);
     let report = run(&BenchOptions {
         servers: 200,
-        concurrency: 50,
+        concurrency: 40,
         latency_ms: 10,
         exec_ms: 500,
         https: false,
