@@ -118,8 +118,35 @@ pub struct TransportConfig {
 /// of a whole probe; a fleet on one port needs only one. Hosts still never share a
 /// connection: winrm-rs pools connections, NTLM contexts and sealing keys per host, and
 /// the port is the only per-host setting a client carries.
-#[derive(Clone, Default)]
-pub struct ClientCache(Arc<Mutex<HashMap<Option<u16>, Arc<WinrmClient>>>>);
+#[derive(Clone)]
+pub struct ClientCache {
+    clients: Arc<Mutex<HashMap<Option<u16>, Arc<WinrmClient>>>>,
+    /// Authentication retries left for this scan (see `run_probe`).
+    auth_retries: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache {
+            clients: Arc::default(),
+            auth_retries: Arc::new(std::sync::atomic::AtomicUsize::new(AUTH_RETRIES_PER_SCAN)),
+        }
+    }
+}
+
+impl ClientCache {
+    fn take_auth_retry(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.auth_retries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Authentication failures retried per scan, in all. Each retry of a wrong password is
+/// one more bad attempt on the account, so this stays at one: the lockout guard's
+/// bound becomes `--max-auth-failures` + 1 attempts.
+const AUTH_RETRIES_PER_SCAN: usize = 1;
 
 impl fmt::Debug for TransportConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,7 +194,11 @@ impl TransportConfig {
 
     fn client_for(&self, port: Option<u16>) -> Result<Arc<WinrmClient>, WinrmError> {
         let key = port.or(self.port);
-        let mut cache = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .clients
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
@@ -361,7 +392,41 @@ pub async fn run_probe(
         .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
-    let shell = match bounded(until, cancel, client.open_shell(&target.host)).await {
+    let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    for pause_ms in [0, 10, 50, 100, 200] {
+        let retry = match &opened {
+            Ok(Err(e)) if is_stale_context(e) => true,
+            // The same race one step earlier: the AUTHENTICATE goes out on a connection
+            // other than the one that got the CHALLENGE, and the server refuses it as it
+            // refuses a wrong password. The client cannot tell the two apart, so this is
+            // retried once per scan only (a wrong password costs one attempt more).
+            Ok(Err(WinrmError::AuthFailed(_))) => cfg.clients.take_auth_retry(),
+            _ => false,
+        };
+        if !retry {
+            break;
+        }
+        // winrm-rs 2.0.1 can send the first sealed request (this Create) on a pooled
+        // connection other than the one it just authenticated: a connect hyper started
+        // during the handshake lands in the pool after the handshake has locked it.
+        // The server answers 401 without running anything. In the lab with 20 ms of
+        // latency this hits about half the handshakes of a lone probe (the org query)
+        // and almost none under concurrency; each retry is a new handshake with the same
+        // odds. A Create is safe to send again (nothing ran; a Command is never resent).
+        tracing::debug!(server = %target.name, "Create refused on a fresh connection; retrying");
+        if bounded(
+            until,
+            cancel,
+            tokio::time::sleep(Duration::from_millis(pause_ms)),
+        )
+        .await
+        .is_err()
+        {
+            break;
+        }
+        opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    }
+    let shell = match opened {
         Err(why) => return Err(stopped(Stage::Connect, why)),
         Ok(Err(e)) => {
             let (kind, msg) = classify(&e, cfg);
@@ -480,6 +545,11 @@ async fn drive_command(
             }
         }
     }
+}
+
+/// A 401 to a sealed request: the connection it went out on had no NTLM context.
+fn is_stale_context(e: &WinrmError) -> bool {
+    matches!(e, WinrmError::Ntlm(n) if n.to_string().contains("401 to a sealed"))
 }
 
 /// Awaits `fut` unless the deadline passes or the scan is cancelled first.

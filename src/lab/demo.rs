@@ -41,6 +41,7 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
 
     let csv = out_dir.join("eems-report.csv");
     let json = out_dir.join("eems-report.json");
+    let html = out_dir.join("eems-report.html");
     let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
     // A short deadline and OperationTimeout keep the demo's hung and slow servers brief;
     // a real fleet keeps the defaults (120 s, 20 s).
@@ -55,6 +56,8 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
         path_str(&csv)?,
         "--json",
         path_str(&json)?,
+        "--html",
+        path_str(&html)?,
         "--timeout",
         "10",
         "--operation-timeout",
@@ -78,9 +81,10 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<i32> {
     };
     lab.shutdown().await;
     eprintln!(
-        "\nreports: {} and {} (exit status {code}: some demo servers are broken on purpose)",
+        "\nreports: {}, {} and {} (exit status {code}: some demo servers are broken on purpose)",
         csv.display(),
-        json.display()
+        json.display(),
+        html.display()
     );
     Ok(code)
 }
