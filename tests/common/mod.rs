@@ -104,8 +104,15 @@ pub fn row<'a>(report: &'a serde_json::Value, server: &str) -> &'a serde_json::V
 pub fn fleet_toml(org_extra: &str, servers: &[(String, String, String)]) -> String {
     let mut t = format!("[org]\nname = \"Fabrikam\"\n{org_extra}\n");
     for (name, address, extra) in servers {
+        // PING1 applied unless the entry says otherwise.
+        let applied = if extra.contains("mitigations_applied") {
+            ""
+        } else {
+            "mitigations_applied = [\"PING1\"]\n"
+        };
         t.push_str(&format!(
-            "[[server]]\nname = \"{name}\"\naddress = \"{address}\"\nmitigations_applied = [\"PING1\"]\n{extra}\n"
+            "[[server]]\nname = {}\naddress = \"{address}\"\n{applied}{extra}\n",
+            toml::Value::String(name.clone())
         ));
     }
     t
