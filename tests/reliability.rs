@@ -486,3 +486,54 @@ async fn hostile_proxy_and_site_reach_the_host_as_inert_literals() {
     );
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_is_never_an_argument_and_a_loose_password_file_is_refused() {
+    let dir = scratch("pw-arg");
+    std::fs::write(dir.join("inv.txt"), "EX01\n").unwrap();
+    let inv = dir.join("inv.txt");
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--password",
+            "x",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a --password flag must not exist"
+    );
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = eems_scan(
+            &[
+                "scan",
+                "-i",
+                inv.to_str().unwrap(),
+                "-u",
+                USER,
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    }
+    // No password at all, no terminal: a clear refusal, not a hang.
+    let out = eems_scan(&["scan", "-i", inv.to_str().unwrap(), "-u", USER], "").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EEMS_PASSWORD"));
+}
