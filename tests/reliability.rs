@@ -537,3 +537,44 @@ async fn the_password_is_never_an_argument_and_a_loose_password_file_is_refused(
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("EEMS_PASSWORD"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_level_failures_reach_every_row() {
+    // Get-OrganizationConfig throws: HealthChecker's red "Failed to query config".
+    let dir = scratch("org-error");
+    let toml = fleet_toml(
+        "error = \"The operation couldn't be performed because object 'x' couldn't be found\"",
+        &servers("OE", 63, 2, ""),
+    );
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(s(&r["status"]), "critical", "{r}");
+        assert_eq!(s(&r["eems_state"]), "Failed to query config");
+        assert!(
+            r["findings"].to_string().contains("couldn't be found"),
+            "{r}"
+        );
+        // The host probe's data is still there.
+        assert_eq!(s(&r["service_check"]), "Running");
+    }
+    assert!(s(&rep["organization"]["error"]).contains("couldn't be found"));
+    lab.shutdown().await;
+
+    // Get-ExchangeServer throws: server-level settings unknown, never read as "Disabled".
+    let dir = scratch("servers-error");
+    let toml = fleet_toml(
+        "servers_error = \"Active Directory server is not available\"",
+        &servers("SE", 64, 2, ""),
+    );
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(s(&r["status"]), "error", "{r}");
+        assert!(s(&r["error"]).contains("Get-ExchangeServer failed"), "{r}");
+        assert!(s(&r["error"]).contains("not available"), "{r}");
+    }
+    lab.shutdown().await;
+}

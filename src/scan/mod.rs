@@ -108,6 +108,8 @@ struct Shared {
     /// The org probe's answer without its server list (or, when it failed, why), once
     /// the org phase is over.
     org: OrgFacts,
+    /// Where the org query answered.
+    org_server: Option<String>,
     auth_failures: AtomicUsize,
     cancel: CancellationToken,
 }
@@ -130,6 +132,7 @@ pub async fn run(
     let mut shared = Shared {
         opts: opts.clone(),
         org: OrgFacts::default(),
+        org_server: None,
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
@@ -158,6 +161,7 @@ pub async fn run(
     // Org phase.
     let org_targets = org_targets(opts, &candidates, discover_from.as_deref());
     let org = org_phase(&shared, &org_targets, progress).await;
+    shared.org_server = org.queried_on.clone();
     shared.org = match &org.facts {
         Some(f) => OrgFacts {
             servers: Vec::new(),
@@ -549,6 +553,19 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         ..Default::default()
     });
     fill_assessment(&mut row, &shared.org, &server, &host);
+    if job.facts.is_none()
+        && let Some(e) = &shared.org.servers_error
+    {
+        // The organisation answered but Get-ExchangeServer did not: the server-level
+        // switch is unknown, and reading it as absent would say "Disabled". The host
+        // facts stay in the row; the verdict is that the server could not be assessed.
+        row.status = Status::Error;
+        row.error = Some(format!(
+            "server settings unknown: Get-ExchangeServer failed on {}: {}",
+            shared.org_server.as_deref().unwrap_or("the org server"),
+            parse::excerpt(e, 200)
+        ));
+    }
     row
 }
 
@@ -650,6 +667,7 @@ pub async fn discover(
             max_auth_failures: 0,
         },
         org: OrgFacts::default(),
+        org_server: None,
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
