@@ -22,6 +22,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::probe::parse::json_kind;
+
 /// One server to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryEntry {
@@ -395,17 +397,6 @@ fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
         _ => e.to_string(),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -137,7 +137,7 @@ fn result_object(stdout: &str, expected: &'static str) -> Result<Map<String, Val
     let Value::Object(obj) = value else {
         return Err(bad(format!(
             "expected a JSON object, found {}",
-            kind(&value)
+            json_kind(&value)
         )));
     };
     let probe = get(&obj, "probe").and_then(scalar_string);
@@ -172,7 +172,7 @@ pub fn parse_org(stdout: &str) -> Result<OrgFacts, ParseError> {
                 return Err(ParseError::BadJson {
                     reason: format!(
                         "servers[{i}] is {}, not an object (ConvertTo-Json -Depth too small?)",
-                        kind(other)
+                        json_kind(other)
                     ),
                     excerpt: excerpt(&other.to_string(), EXCERPT_CHARS),
                 });
@@ -283,7 +283,8 @@ fn unwrap_value(v: &Value) -> &Value {
     cur
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A JSON value's type in words, for error messages (also the inventory's).
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
