@@ -179,6 +179,7 @@ pub struct CompareArgs {
 /// How to reach and authenticate to the servers. The password is never an argument: it
 /// comes from EEMS_PASSWORD, --password-file, or a prompt.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// Account: DOMAIN\user, user@dns.domain, or a local user.
     #[arg(short, long, value_name = "USER")]
