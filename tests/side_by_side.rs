@@ -107,13 +107,14 @@ async fn html_report_of_a_lab_scan_has_one_row_per_server_and_stays_inert() {
         "the hostile text is shown as text"
     );
     // Self-contained: nothing loaded from the network.
-    for el in select(&doc, "script[src], link[href], img[src], iframe") {
-        panic!("external reference: {}", el.html());
-    }
-    assert!(
-        !text.contains("http://") || !text.contains("src=\"http"),
-        "remote src"
-    );
+    let external: Vec<String> = select(
+        &doc,
+        "script[src], link[href], img[src], iframe, object, embed",
+    )
+    .iter()
+    .map(|e| e.html())
+    .collect();
+    assert!(external.is_empty(), "external references: {external:?}");
     lab.shutdown().await;
 }
 
