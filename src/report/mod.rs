@@ -195,9 +195,12 @@ pub struct ScanEnd {
     pub interrupted: bool,
 }
 
-/// RFC 3339 UTC timestamp for reports.
+/// RFC 3339 UTC timestamp for reports, to the millisecond.
 pub fn now_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
