@@ -205,7 +205,11 @@ async fn compare_two_lab_scans_reports_exactly_the_regressions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_writes_an_inventory_scan_accepts() {
     let dir = scratch("side-discover");
-    let lab = start_lab(fleet_from_toml(&fleet(72, None, None)), &dir).await;
+    let mut toml = fleet(72, None, None);
+    toml.push_str(
+        "[[server]]\nname = \"SBEDGE\"\naddress = \"127.0.72.6\"\nfqdn = \"127.0.72.6\"\nrole = \"Edge\"\n",
+    );
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
     let inv = dir.join("discovered.csv");
     let out = eems_scan(
         &[
@@ -228,7 +232,7 @@ async fn discover_writes_an_inventory_scan_accepts() {
     );
     let mut rdr = csv::Reader::from_path(&inv).unwrap();
     let names: BTreeSet<String> = rdr.records().map(|r| r.unwrap()[0].to_string()).collect();
-    let expected: BTreeSet<String> = ["SB01", "SB02", "SB03", "SB04", HOSTILE]
+    let expected: BTreeSet<String> = ["SB01", "SB02", "SB03", "SB04", "SBEDGE", HOSTILE]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -297,6 +301,15 @@ async fn discover_writes_an_inventory_scan_accepts() {
         expected,
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let edge = row(&rep2, "SBEDGE");
+    assert_eq!(
+        edge["status"], "skipped",
+        "Edge is skipped as usual: {edge}"
+    );
+    assert!(
+        lab.log_records().iter().all(|r| r.server != "SBEDGE"),
+        "the Edge server was contacted"
     );
     lab.shutdown().await;
 }

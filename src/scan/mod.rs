@@ -183,16 +183,30 @@ pub async fn run(
             .or_else(|| org.facts.as_ref().and_then(|f| f.error.clone())),
     };
 
-    if discover_from.is_some()
-        && let Some(f) = &org.facts
-    {
-        candidates = f
-            .servers
-            .iter()
-            .filter(|s| !is_edge_facts(s))
-            .enumerate()
-            .map(|(i, s)| discovered_entry(s, i + 1))
-            .collect();
+    if let Some(from) = &discover_from {
+        match &org.facts {
+            // Edge servers stay in: scope() reports them as skipped, as for an inventory.
+            Some(f) => {
+                candidates = f
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| discovered_entry(s, i + 1))
+                    .collect();
+            }
+            // Nothing to scan, and that is an error the report must show.
+            None => {
+                let mut row = ServerRow::new(from);
+                row.status = Status::Error;
+                row.error = Some(format!(
+                    "discovery failed: {}",
+                    org.error
+                        .as_deref()
+                        .unwrap_or("the org query gave no answer")
+                ));
+                early_rows.push(row);
+            }
+        }
     }
 
     // Match the inventory with the organisation and decide who gets a host probe.
@@ -628,13 +642,6 @@ fn fill_assessment(
     row.telemetry_enabled = a.telemetry;
     row.findings = a.findings.clone();
     row.healthchecker = a.lines.iter().map(HcLine::from).collect();
-}
-
-fn is_edge_facts(s: &ExchangeServerFacts) -> bool {
-    s.is_edge_server == Some(true)
-        || s.server_role
-            .as_deref()
-            .is_some_and(|r| r.to_ascii_lowercase().contains("edge"))
 }
 
 fn discovered_entry(s: &ExchangeServerFacts, line: usize) -> InventoryEntry {
