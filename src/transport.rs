@@ -361,8 +361,9 @@ enum Stop {
 }
 
 /// Runs `script` on `target` within `deadline`, ending early (with clean-up) when `cancel`
-/// fires. One client per host: ports, trust and pooled connections are per client, and
-/// the NTLM handshake is done once per host on a kept-alive connection.
+/// fires. The client is shared per port ([`ClientCache`]); winrm-rs keeps connections and
+/// NTLM contexts per host, so the handshake is done once per host on a kept-alive
+/// connection.
 pub async fn run_probe(
     cfg: &TransportConfig,
     target: &Target,
@@ -392,6 +393,14 @@ pub async fn run_probe(
         .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
+    //
+    // winrm-rs 2.0.1 can send the first sealed request (this Create) on a pooled
+    // connection other than the one it just authenticated: a connect hyper started during
+    // the handshake lands in the pool after the handshake has locked it. The server
+    // answers 401 without running anything. In the lab with 20 ms of latency this hits
+    // about half the handshakes of a lone probe (the org query) and almost none under
+    // concurrency; each retry is a new handshake with the same odds. A Create is safe to
+    // send again (nothing ran; a Command is never resent).
     let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
     for pause_ms in [0, 10, 50, 100, 200] {
         let retry = match &opened {
@@ -406,13 +415,6 @@ pub async fn run_probe(
         if !retry {
             break;
         }
-        // winrm-rs 2.0.1 can send the first sealed request (this Create) on a pooled
-        // connection other than the one it just authenticated: a connect hyper started
-        // during the handshake lands in the pool after the handshake has locked it.
-        // The server answers 401 without running anything. In the lab with 20 ms of
-        // latency this hits about half the handshakes of a lone probe (the org query)
-        // and almost none under concurrency; each retry is a new handshake with the same
-        // odds. A Create is safe to send again (nothing ran; a Command is never resent).
         tracing::debug!(server = %target.name, "Create refused on a fresh connection; retrying");
         if bounded(
             until,
