@@ -169,7 +169,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40_000))]
+    #![proptest_config(ProptestConfig::with_cases(100_000))]
 
     #[test]
     fn inventory_never_panics_on_arbitrary_bytes(
@@ -218,7 +218,7 @@ const CLIXML_PIECES: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #![proptest_config(ProptestConfig::with_cases(100_000))]
 
     /// winrm-rs decodes the CLIXML stderr the scanner reads; Windows cuts it across
     /// Receives anywhere (mid-tag, mid-escape, mid-UTF-8). No cut of any mix may panic.
