@@ -110,7 +110,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         .spawn()
         .with_context(|| format!("cannot start {}", o.lab_bin.display()))?;
     let lab_started = Instant::now();
-    let result = wait_ready(&mut lab).and_then(|()| measure(o, &fleet, &inventory, &ca_path));
+    let result = wait_ready(&mut lab).and_then(|()| measure(o, &inventory, &ca_path));
     // SIGTERM: the lab shuts down cleanly and flushes its log.
     unsafe {
         libc::kill(lab.id() as i32, libc::SIGTERM);
@@ -159,12 +159,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
 /// the epoch, to keep the peer's requests out of the scan's count).
 type Measured = (ProcessCost, usize, Option<ProcessCost>, u64);
 
-fn measure(
-    o: &BenchOptions,
-    fleet: &Fleet,
-    inventory: &Path,
-    ca: &Path,
-) -> anyhow::Result<Measured> {
+fn measure(o: &BenchOptions, inventory: &Path, ca: &Path) -> anyhow::Result<Measured> {
     let json = o.work_dir.join("scan.json");
     let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
     let mut cmd = Command::new(&o.scan_bin);
@@ -247,7 +242,6 @@ fn measure(
             Some(cost)
         }
     };
-    let _ = fleet;
     Ok((scan, in_scope, peer, scan_end_ms))
 }
 
