@@ -93,7 +93,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
     let fleet_path = o.work_dir.join("fleet.toml");
     std::fs::write(&fleet_path, toml::to_string(&fleet)?)?;
     let inventory = o.work_dir.join("inventory.csv");
-    std::fs::write(&inventory, inventory_csv(&fleet, o.https))?;
+    std::fs::write(&inventory, fleet.inventory_csv(o.https, |_| true))?;
     let log_path = o.work_dir.join("lab.jsonl");
     let ca_path = o.work_dir.join("ca.pem");
 
@@ -110,7 +110,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         .spawn()
         .with_context(|| format!("cannot start {}", o.lab_bin.display()))?;
     let lab_started = Instant::now();
-    let result = wait_ready(&mut lab).and_then(|()| measure(o, &inventory, &ca_path));
+    let result = wait_ready(&mut lab).and_then(|()| measure(o, &fleet, &inventory, &ca_path));
     // SIGTERM: the lab shuts down cleanly and flushes its log.
     unsafe {
         libc::kill(lab.id() as i32, libc::SIGTERM);
@@ -159,7 +159,12 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
 /// the epoch, to keep the peer's requests out of the scan's count).
 type Measured = (ProcessCost, usize, Option<ProcessCost>, u64);
 
-fn measure(o: &BenchOptions, inventory: &Path, ca: &Path) -> anyhow::Result<Measured> {
+fn measure(
+    o: &BenchOptions,
+    served: &Fleet,
+    inventory: &Path,
+    ca: &Path,
+) -> anyhow::Result<Measured> {
     let json = o.work_dir.join("scan.json");
     let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
     let mut cmd = Command::new(&o.scan_bin);
@@ -212,14 +217,10 @@ fn measure(o: &BenchOptions, inventory: &Path, ca: &Path) -> anyhow::Result<Meas
                 .filter(|r| r.status != crate::analysis::Status::Skipped)
                 .map(|r| r.server.as_str())
                 .collect();
-            let mut csv = String::from("name,address,port,role,site\n");
-            for line in std::fs::read_to_string(inventory)?.lines().skip(1) {
-                if probed.contains(line.split(',').next().unwrap_or("")) {
-                    csv.push_str(line);
-                    csv.push('\n');
-                }
-            }
-            std::fs::write(&peer_inventory, csv)?;
+            std::fs::write(
+                &peer_inventory,
+                served.inventory_csv(o.https, |s| probed.contains(s.name.as_str())),
+            )?;
             let started = Instant::now();
             let child = Command::new(py)
                 .arg(&o.peer_script)
@@ -243,23 +244,6 @@ fn measure(o: &BenchOptions, inventory: &Path, ca: &Path) -> anyhow::Result<Meas
         }
     };
     Ok((scan, in_scope, peer, scan_end_ms))
-}
-
-/// The inventory the scanner reads: every server, with the port of the chosen transport.
-fn inventory_csv(fleet: &Fleet, https: bool) -> String {
-    let mut out = String::from("name,address,port,role,site\n");
-    for s in &fleet.servers {
-        let port = if https {
-            s.https_port(&fleet.listener)
-        } else {
-            s.http_port(&fleet.listener)
-        };
-        out.push_str(&format!(
-            "{},{},{},{},{}\n",
-            s.name, s.address, port, s.role, s.site
-        ));
-    }
-    out
 }
 
 fn wait_ready(lab: &mut Child) -> anyhow::Result<()> {

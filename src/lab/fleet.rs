@@ -221,6 +221,33 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// The scanner's inventory of this fleet: `name,address,port,role,site` for every
+    /// server `keep` accepts, with the HTTP or the HTTPS port.
+    pub fn inventory_csv(&self, https: bool, keep: impl Fn(&ServerSpec) -> bool) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(["name", "address", "port", "role", "site"]);
+        for s in self.servers.iter().filter(|s| keep(s)) {
+            let port = if https {
+                s.https_port(&self.listener)
+            } else {
+                s.http_port(&self.listener)
+            };
+            let _ = w.write_record([
+                s.name.clone(),
+                s.address.to_string(),
+                port.to_string(),
+                s.role.clone(),
+                s.site.clone(),
+            ]);
+        }
+        w.into_inner()
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl ServerSpec {
     pub fn fqdn(&self) -> String {
         self.fqdn

@@ -129,21 +129,7 @@ impl Lab {
     /// The scanner's inventory: `name,address,port,role,site`, one row per server with
     /// `in_inventory`, port = its HTTP port.
     pub fn inventory_csv(&self) -> String {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(["name", "address", "port", "role", "site"]);
-        for s in self.fleet.servers.iter().filter(|s| s.in_inventory) {
-            let _ = w.write_record([
-                s.name.clone(),
-                s.address.to_string(),
-                s.http_port(&self.fleet.listener).to_string(),
-                s.role.clone(),
-                s.site.clone(),
-            ]);
-        }
-        w.into_inner()
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default()
+        self.fleet.inventory_csv(false, |s| s.in_inventory)
     }
 
     pub fn log_records(&self) -> Vec<log::LogRecord> {
