@@ -50,6 +50,7 @@ fn usage(message: impl Into<String>) -> Failure {
 
 /// Runs a parsed command line; returns the exit status.
 pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
+    crate::sys::raise_fd_limit();
     match cli.command {
         Command::Scan(args) => scan(args, password).await,
         Command::Discover(args) => discover(args, password).await,

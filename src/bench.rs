@@ -72,7 +72,7 @@ pub struct BenchReport {
 
 /// Runs the benchmark. Every wait is bounded.
 pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
-    raise_nofile();
+    crate::sys::raise_fd_limit();
     std::fs::create_dir_all(&o.work_dir)
         .with_context(|| format!("{}: cannot create", o.work_dir.display()))?;
     for bin in [&o.lab_bin, &o.scan_bin] {
@@ -359,18 +359,6 @@ fn epoch_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The open-file limit, soft raised to hard: 1,000 listeners plus C connections exceed
-/// the usual 1024.
-pub fn raise_nofile() {
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 impl BenchReport {

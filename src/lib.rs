@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod app;
+#[cfg(unix)]
 pub mod bench;
 pub mod cli;
 pub mod compare;
@@ -19,4 +20,5 @@ pub mod lab;
 pub mod probe;
 pub mod report;
 pub mod scan;
+pub mod sys;
 pub mod transport;

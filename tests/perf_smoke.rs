@@ -3,6 +3,8 @@
 //! latency and execution time set, or when a server costs more HTTP requests than the
 //! budget. The full benchmark is `eems-lab bench` (README, Performance).
 
+#![cfg(unix)]
+
 use std::path::PathBuf;
 
 use eems_scan::bench::{BenchOptions, run};

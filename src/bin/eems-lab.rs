@@ -119,29 +119,19 @@ fn main() -> anyhow::Result<()> {
             peer,
             work_dir,
             json,
-        } => {
-            let here = std::env::current_exe()?;
-            let dir = here.parent().map(PathBuf::from).unwrap_or_default();
-            let report = eems_scan::bench::run(&eems_scan::bench::BenchOptions {
+        } => bench(
+            BenchArgs {
                 servers,
                 concurrency,
                 latency_ms,
                 exec_ms,
                 https,
                 seed,
+                peer,
                 work_dir,
-                lab_bin: here.clone(),
-                scan_bin: dir.join("eems-scan"),
-                peer_python: peer,
-                peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("benches/peer_pywinrm.py"),
-            })?;
-            print!("{}", report.table());
-            if let Some(path) = json {
-                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-            }
-            Ok(())
-        }
+            },
+            json,
+        ),
         Cmd::Gen {
             servers,
             seed,
@@ -205,4 +195,47 @@ async fn serve(
     }
     lab.shutdown().await;
     Ok(())
+}
+
+/// What `bench` measures; the options of [`eems_scan::bench::BenchOptions`] a user picks.
+struct BenchArgs {
+    servers: usize,
+    concurrency: usize,
+    latency_ms: u64,
+    exec_ms: u64,
+    https: bool,
+    seed: u64,
+    peer: Option<PathBuf>,
+    work_dir: PathBuf,
+}
+
+/// Runs the benchmark with the binaries beside this one.
+#[cfg(unix)]
+fn bench(a: BenchArgs, json: Option<PathBuf>) -> anyhow::Result<()> {
+    let here = std::env::current_exe()?;
+    let dir = here.parent().map(PathBuf::from).unwrap_or_default();
+    let report = eems_scan::bench::run(&eems_scan::bench::BenchOptions {
+        servers: a.servers,
+        concurrency: a.concurrency,
+        latency_ms: a.latency_ms,
+        exec_ms: a.exec_ms,
+        https: a.https,
+        seed: a.seed,
+        work_dir: a.work_dir,
+        lab_bin: here.clone(),
+        scan_bin: dir.join("eems-scan"),
+        peer_python: a.peer,
+        peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_pywinrm.py"),
+    })?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// The benchmark reads process costs with `wait4`: Unix only.
+#[cfg(not(unix))]
+fn bench(_: BenchArgs, _: Option<PathBuf>) -> anyhow::Result<()> {
+    anyhow::bail!("eems-lab bench needs a Unix system (it measures processes with wait4)")
 }

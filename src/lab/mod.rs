@@ -54,7 +54,7 @@ impl Lab {
         fleet
             .validate()
             .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
-        raise_fd_limit();
+        crate::sys::raise_fd_limit();
         let cbt = ntlm::CbtPolicy::parse(&fleet.listener.cbt_hardening).ok_or_else(|| {
             anyhow::anyhow!(
                 "fleet: listener.cbt_hardening {:?} is not None, Relaxed or Strict",
@@ -147,23 +147,5 @@ impl Lab {
             let _ = t.await;
         }
         self.log.flush();
-    }
-}
-
-/// One descriptor per listener plus one per connection: a big fleet passes the usual soft
-/// limit of 1024 long before the hard one.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::warn!("cannot raise RLIMIT_NOFILE to {}", lim.rlim_max);
-            }
-        }
     }
 }
