@@ -121,15 +121,20 @@ pub struct TransportConfig {
 #[derive(Clone)]
 pub struct ClientCache {
     clients: Arc<Mutex<HashMap<Option<u16>, Arc<WinrmClient>>>>,
-    /// Authentication retries left for this scan (see `run_probe`).
+    /// Authentication retries left before any server accepted the credentials.
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
+    /// Some server accepted the credentials during this scan.
+    auth_proven: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for ClientCache {
     fn default() -> Self {
         ClientCache {
             clients: Arc::default(),
-            auth_retries: Arc::new(std::sync::atomic::AtomicUsize::new(AUTH_RETRIES_PER_SCAN)),
+            auth_retries: Arc::new(std::sync::atomic::AtomicUsize::new(
+                UNPROVEN_AUTH_RETRIES_PER_SCAN,
+            )),
+            auth_proven: Arc::default(),
         }
     }
 }
@@ -141,12 +146,22 @@ impl ClientCache {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
+
+    /// Whether a server of this scan has accepted the credentials. From then on a
+    /// rejected authentication cannot be a wrong password (a domain controller counts a
+    /// bad password only when it checks one), so it can neither lock the account out
+    /// nor needs the lockout guard.
+    pub fn auth_proven(&self) -> bool {
+        self.auth_proven.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
-/// Authentication failures retried per scan, in all. Each retry of a wrong password is
-/// one more bad attempt on the account, so this stays at one: the lockout guard's
-/// bound becomes `--max-auth-failures` + 1 attempts.
-const AUTH_RETRIES_PER_SCAN: usize = 1;
+/// Authentication failures retried per scan before any server accepted the credentials.
+/// Each such retry of a wrong password is one more bad attempt on the account, so this
+/// stays at one: the lockout guard's bound becomes `--max-auth-failures` + 1 attempts.
+const UNPROVEN_AUTH_RETRIES_PER_SCAN: usize = 1;
+/// Retries of a rejected authentication on one server once the credentials are proven.
+const PROVEN_AUTH_RETRIES_PER_HOST: u32 = 2;
 
 impl fmt::Debug for TransportConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -402,20 +417,34 @@ pub async fn run_probe(
     // concurrency; each retry is a new handshake with the same odds. A Create is safe to
     // send again (nothing ran; a Command is never resent).
     let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    let mut auth_retries = 0;
     for pause_ms in [0, 10, 50, 100, 200] {
         let retry = match &opened {
             Ok(Err(e)) if is_stale_context(e) => true,
             // The same race one step earlier: the AUTHENTICATE goes out on a connection
             // other than the one that got the CHALLENGE, and the server refuses it as it
-            // refuses a wrong password. The client cannot tell the two apart, so this is
-            // retried once per scan only (a wrong password costs one attempt more).
-            Ok(Err(WinrmError::AuthFailed(_))) => cfg.clients.take_auth_retry(),
+            // refuses a wrong password. The client cannot tell the two apart. Once the
+            // credentials are proven the retry is harmless; before that it is one more
+            // bad attempt if the password is wrong, so only one per scan.
+            Ok(Err(WinrmError::AuthFailed(_))) => {
+                auth_retries += 1;
+                if cfg.clients.auth_proven() {
+                    auth_retries <= PROVEN_AUTH_RETRIES_PER_HOST
+                } else {
+                    auth_retries == 1 && cfg.clients.take_auth_retry()
+                }
+            }
             _ => false,
         };
         if !retry {
             break;
         }
         tracing::debug!(server = %target.name, "Create refused on a fresh connection; retrying");
+        // A rejected authentication waits longer: back-to-back handshakes race alike.
+        let pause_ms = match &opened {
+            Ok(Err(WinrmError::AuthFailed(_))) => pause_ms.max(100),
+            _ => pause_ms,
+        };
         if bounded(
             until,
             cancel,
@@ -442,7 +471,12 @@ pub async fn run_probe(
             };
             return Err(fail(stage, kind, msg));
         }
-        Ok(Ok(shell)) => shell,
+        Ok(Ok(shell)) => {
+            cfg.clients
+                .auth_proven
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            shell
+        }
     };
 
     let result = drive_command(&shell, script, until, cancel, cfg).await;

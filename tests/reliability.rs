@@ -578,3 +578,22 @@ async fn org_level_failures_reach_every_row() {
     }
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_after_the_credentials_are_proven_do_not_trip_the_guard() {
+    // The password is right (the first server accepts it); five servers refuse this
+    // account. That cannot lock the account out, so every one is tried and reported.
+    let dir = scratch("lockout-proven");
+    let mut list = servers("PV", 65, 1, "");
+    list.extend(servers("PX", 66, 5, "faults = { wrong_password = true }"));
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["-j", "1", "--timeout", "10"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(s(&row(&rep, "PV01")["status"]), "ok");
+    for i in 1..=5 {
+        let r = row(&rep, &format!("PX{i:02}"));
+        assert!(s(&r["error"]).contains("authentication failed for"), "{r}");
+        assert!(!s(&r["error"]).contains("lockout guard"), "{r}");
+    }
+    lab.shutdown().await;
+}

@@ -486,8 +486,11 @@ fn lockout_tripped(shared: &Shared) -> bool {
     k > 0 && shared.auth_failures.load(Ordering::SeqCst) >= k
 }
 
+/// Counts a server whose authentication failed, for the lockout guard; only while no
+/// server has accepted the credentials: after that a rejection cannot be a wrong password
+/// and cannot lock the account out.
 fn note_auth_failure(shared: &Shared, e: &ProbeError) {
-    if e.kind == FailureKind::Auth {
+    if e.kind == FailureKind::Auth && !shared.opts.transport.clients.auth_proven() {
         shared.auth_failures.fetch_add(1, Ordering::SeqCst);
     }
 }
