@@ -146,7 +146,7 @@ async fn lockout_guard_stops_after_k_authentication_failures() {
     let list = servers("LK", 50, 12, "");
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
     // Every server rejects this password; with -j 1 the order is deterministic.
-    let (out, rep) = scan_lab(&dir, "not-the-password", &["-j", "1", "--timeout", "5"]).await;
+    let (out, rep) = scan_lab(&dir, "not-the-password", &["-j", "1", "--timeout", "30"]).await;
     assert_eq!(out.status.code(), Some(3));
     let rows = rep["servers"].as_array().unwrap();
     assert_eq!(rows.len(), 12);
@@ -185,7 +185,7 @@ async fn lockout_guard_off_tries_every_server() {
     let (_, rep) = scan_lab(
         &dir,
         "not-the-password",
-        &["--max-auth-failures", "0", "--timeout", "5"],
+        &["--max-auth-failures", "0", "--timeout", "30"],
     )
     .await;
     let rows = rep["servers"].as_array().unwrap();
@@ -345,7 +345,7 @@ async fn the_password_appears_nowhere() {
         "[[account]]\ndomain = \"LAB\"\nuser = \"administrator\"\npassword = \"{SENTINEL}\"\n"
     ));
     let lab = start_lab(fleet_from_toml(&toml), &dir).await;
-    let (out, rep) = scan_lab(&dir, SENTINEL, &["-vvv", "--timeout", "5"]).await;
+    let (out, rep) = scan_lab(&dir, SENTINEL, &["-vvv", "--timeout", "30"]).await;
     assert_eq!(s(&row(&rep, "SN01")["status"]), "ok", "{rep}");
     let mut haystacks = vec![
         ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
@@ -391,7 +391,7 @@ async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
             "--json",
             json.to_str().unwrap(),
             "--timeout",
-            "5",
+            "30",
         ],
         PASSWORD,
     )
@@ -412,7 +412,7 @@ async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
             "--https",
             "--insecure",
             "--timeout",
-            "5",
+            "30",
         ],
         PASSWORD,
     )
