@@ -43,32 +43,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// Measure a scan of a generated fleet served by a separate lab process.
-    Bench {
-        #[arg(long, default_value_t = 1000)]
-        servers: usize,
-        #[arg(long, default_value_t = 100)]
-        concurrency: usize,
-        /// Added by the lab to every HTTP response.
-        #[arg(long, default_value_t = 20)]
-        latency_ms: u64,
-        /// Remote execution time before each probe's output.
-        #[arg(long, default_value_t = 1000)]
-        exec_ms: u64,
-        /// NTLM over HTTPS instead of sealed HTTP.
-        #[arg(long)]
-        https: bool,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
-        #[arg(long, value_name = "PYTHON")]
-        peer: Option<PathBuf>,
-        /// Scratch folder for the fleet, inventory, logs and reports.
-        #[arg(long, default_value = "target/bench")]
-        work_dir: PathBuf,
-        /// Also write the measurements as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// Generate a fleet file.
     Gen {
         #[arg(long)]
@@ -109,29 +84,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(eems_scan::lab::demo::run(&out)),
-        Cmd::Bench {
-            servers,
-            concurrency,
-            latency_ms,
-            exec_ms,
-            https,
-            seed,
-            peer,
-            work_dir,
-            json,
-        } => bench(
-            BenchArgs {
-                servers,
-                concurrency,
-                latency_ms,
-                exec_ms,
-                https,
-                seed,
-                peer,
-                work_dir,
-            },
-            json,
-        ),
+        Cmd::Bench(args) => bench(args),
         Cmd::Gen {
             servers,
             seed,
@@ -197,21 +150,38 @@ async fn serve(
     Ok(())
 }
 
-/// What `bench` measures; the options of [`eems_scan::bench::BenchOptions`] a user picks.
+/// What `bench` measures: the options of `eems_scan::bench::BenchOptions` a user picks.
+#[derive(clap::Args)]
 struct BenchArgs {
+    #[arg(long, default_value_t = 1000)]
     servers: usize,
+    #[arg(long, default_value_t = 100)]
     concurrency: usize,
+    /// Added by the lab to every HTTP response.
+    #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// Remote execution time before each probe's output.
+    #[arg(long, default_value_t = 1000)]
     exec_ms: u64,
+    /// NTLM over HTTPS instead of sealed HTTP.
+    #[arg(long)]
     https: bool,
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
+    #[arg(long, value_name = "PYTHON")]
     peer: Option<PathBuf>,
+    /// Scratch folder for the fleet, inventory, logs and reports.
+    #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
+    /// Also write the measurements as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Runs the benchmark with the binaries beside this one.
 #[cfg(unix)]
-fn bench(a: BenchArgs, json: Option<PathBuf>) -> anyhow::Result<()> {
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let here = std::env::current_exe()?;
     let dir = here.parent().map(PathBuf::from).unwrap_or_default();
     let report = eems_scan::bench::run(&eems_scan::bench::BenchOptions {
@@ -228,7 +198,7 @@ fn bench(a: BenchArgs, json: Option<PathBuf>) -> anyhow::Result<()> {
         peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_pywinrm.py"),
     })?;
     print!("{}", report.table());
-    if let Some(path) = json {
+    if let Some(path) = a.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
@@ -236,6 +206,6 @@ fn bench(a: BenchArgs, json: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// The benchmark reads process costs with `wait4`: Unix only.
 #[cfg(not(unix))]
-fn bench(_: BenchArgs, _: Option<PathBuf>) -> anyhow::Result<()> {
+fn bench(_: BenchArgs) -> anyhow::Result<()> {
     anyhow::bail!("eems-lab bench needs a Unix system (it measures processes with wait4)")
 }
