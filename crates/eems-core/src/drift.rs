@@ -1,0 +1,798 @@
+//! Scan-to-scan drift: what changed between two saved reports, and whether each change
+//! made things worse. Pure: two reports in, a list of changes out; `app` reads the files
+//! and `report::html` / the console render the result.
+//!
+//! The verdict rules (README "compare") in one place:
+//!
+//! * **status**: among scanned states, worse severity (ok < warning < critical) is a
+//!   regression and better an improvement. Anything becoming `error` is a regression (the
+//!   server can no longer be verified). Leaving `error` is an improvement when the server
+//!   comes back `ok`, a regression when it comes back with a warning or critical finding
+//!   (a finding the old scan did not show). `skipped` means out of EEMS scope (Edge, build
+//!   below EEMS): leaving scope is neutral, entering it is judged like a new server.
+//! * **server added**: neutral when it is `ok` or `skipped`, a regression otherwise (a new
+//!   finding, or a server nobody could verify).
+//! * **server removed**: a regression when the new scan's organisation still lists it
+//!   among the servers the inventory missed (`not_in_inventory`: coverage was lost),
+//!   neutral otherwise (decommissioned, or not knowable).
+//! * **eems_state**: Enabled < Disabled… < Failed to query config; worse is a regression.
+//! * **service**: leaving `Running` is a regression, reaching it an improvement.
+//! * **pattern_service**: becoming Unreachable is a regression, Reachable an improvement.
+//! * **mitigations_blocked**: a newly blocked ID is a regression, an unblocked one an
+//!   improvement. **mitigations_applied**, **build**, **telemetry_enabled**: neutral (Exchange
+//!   applies and retracts mitigations itself; HealthChecker gives telemetry no severity).
+//! * **org mitigations_enabled**: True → False is a regression, False → True an improvement.
+//!
+//! A field is compared only when both scans know it. A server that could not be probed has
+//! no service or pattern data; that loss is the status change to `error`, not a flood of
+//! "unknown" field changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::Status;
+use crate::report::ScanReport;
+use crate::report::ServerRow;
+
+/// Whether a change needs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Regression,
+    Improvement,
+    Neutral,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regression => "regression",
+            Verdict::Improvement => "improvement",
+            Verdict::Neutral => "neutral",
+        }
+    }
+}
+
+/// What changed. For the mitigation lists, `old` set means the ID was removed and `new`
+/// set means it was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// The organisation's MitigationsEnabled (the change has no server).
+    OrgMitigationsEnabled,
+    /// The server is in one scan only; old/new hold its status there.
+    Server,
+    Status,
+    EemsState,
+    /// service_check, with service_status/start_type in brackets.
+    Service,
+    PatternService,
+    MitigationsBlocked,
+    MitigationsApplied,
+    Build,
+    TelemetryEnabled,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::OrgMitigationsEnabled => "org_mitigations_enabled",
+            Field::Server => "server",
+            Field::Status => "status",
+            Field::EemsState => "eems_state",
+            Field::Service => "service",
+            Field::PatternService => "pattern_service",
+            Field::MitigationsBlocked => "mitigations_blocked",
+            Field::MitigationsApplied => "mitigations_applied",
+            Field::Build => "build",
+            Field::TelemetryEnabled => "telemetry_enabled",
+        }
+    }
+
+    /// Short label for the console table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::OrgMitigationsEnabled => "org switch",
+            Field::Server => "server",
+            Field::Status => "status",
+            Field::EemsState => "eems state",
+            Field::Service => "service",
+            Field::PatternService => "pattern",
+            Field::MitigationsBlocked => "blocked",
+            Field::MitigationsApplied => "applied",
+            Field::Build => "build",
+            Field::TelemetryEnabled => "telemetry",
+        }
+    }
+}
+
+/// One difference between the scans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// None for an organisation-level change.
+    pub server: Option<String>,
+    pub field: Field,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub verdict: Verdict,
+}
+
+/// Counts for the summary line and the exit status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftSummary {
+    pub regressions: usize,
+    pub improvements: usize,
+    pub neutral: usize,
+    pub servers_added: usize,
+    pub servers_removed: usize,
+    /// Servers in both scans with at least one change.
+    pub servers_changed: usize,
+    /// Servers in both scans.
+    pub servers_compared: usize,
+}
+
+/// The result of a comparison, in server-name order (organisation first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    pub changes: Vec<Change>,
+    pub summary: DriftSummary,
+}
+
+impl Drift {
+    pub fn has_regression(&self) -> bool {
+        self.summary.regressions > 0
+    }
+}
+
+/// Why two reports cannot be compared, naming which one (`Which`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incompatible {
+    pub which: Which,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Old,
+    New,
+}
+
+/// Server names are Windows computer names: case-insensitive.
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+fn index(report: &ScanReport, which: Which) -> Result<BTreeMap<String, &ServerRow>, Incompatible> {
+    let mut map = BTreeMap::new();
+    for row in &report.servers {
+        if map.insert(key(&row.server), row).is_some() {
+            // `scan` never writes a server twice; a file that does was edited or merged,
+            // and any pairing we chose would be a guess.
+            return Err(Incompatible {
+                which,
+                reason: format!("server '{}' appears more than once", row.server),
+            });
+        }
+    }
+    Ok(map)
+}
+
+/// Compares two scans. Fails only when they cannot be compared meaningfully.
+pub fn compare(old: &ScanReport, new: &ScanReport) -> Result<Drift, Incompatible> {
+    if let (Some(a), Some(b)) = (&old.organization.name, &new.organization.name)
+        && a != b
+    {
+        return Err(Incompatible {
+            which: Which::New,
+            reason: format!(
+                "scans organisation '{b}', the other report scans '{a}': not the same organisation"
+            ),
+        });
+    }
+    let old_rows = index(old, Which::Old)?;
+    let new_rows = index(new, Which::New)?;
+
+    let mut changes = Vec::new();
+    let org = org_change(
+        old.organization.mitigations_enabled,
+        new.organization.mitigations_enabled,
+    );
+    changes.extend(org);
+
+    let mut summary = DriftSummary::default();
+    let mut keys: Vec<&String> = old_rows.keys().chain(new_rows.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        match (old_rows.get(k), new_rows.get(k)) {
+            (Some(o), Some(n)) => {
+                summary.servers_compared += 1;
+                let before = changes.len();
+                server_changes(o, n, &mut changes);
+                if changes.len() > before {
+                    summary.servers_changed += 1;
+                }
+            }
+            (None, Some(n)) => {
+                summary.servers_added += 1;
+                changes.push(Change {
+                    server: Some(n.server.clone()),
+                    field: Field::Server,
+                    old: None,
+                    new: Some(n.status.as_str().into()),
+                    verdict: entering(n.status),
+                });
+            }
+            (Some(o), None) => {
+                summary.servers_removed += 1;
+                let still_in_org = new
+                    .not_in_inventory
+                    .iter()
+                    .any(|u| key(&u.name) == key(&o.server));
+                changes.push(Change {
+                    server: Some(o.server.clone()),
+                    field: Field::Server,
+                    old: Some(o.status.as_str().into()),
+                    new: None,
+                    verdict: if still_in_org {
+                        Verdict::Regression
+                    } else {
+                        Verdict::Neutral
+                    },
+                });
+            }
+            (None, None) => {}
+        }
+    }
+    for c in &changes {
+        match c.verdict {
+            Verdict::Regression => summary.regressions += 1,
+            Verdict::Improvement => summary.improvements += 1,
+            Verdict::Neutral => summary.neutral += 1,
+        }
+    }
+    Ok(Drift { changes, summary })
+}
+
+fn org_change(old: Option<bool>, new: Option<bool>) -> Option<Change> {
+    let (Some(o), Some(n)) = (old, new) else {
+        return None;
+    };
+    if o == n {
+        return None;
+    }
+    Some(Change {
+        server: None,
+        field: Field::OrgMitigationsEnabled,
+        old: Some(bool_text(o)),
+        new: Some(bool_text(n)),
+        verdict: if n {
+            Verdict::Improvement
+        } else {
+            Verdict::Regression
+        },
+    })
+}
+
+fn bool_text(b: bool) -> String {
+    if b { "True".into() } else { "False".into() }
+}
+
+/// A server that appears (new in the report, or back in EEMS scope) is judged by what it
+/// brings: ok is nothing to act on, anything else is a finding the old scan did not have.
+fn entering(status: Status) -> Verdict {
+    match status {
+        Status::Ok | Status::Skipped => Verdict::Neutral,
+        Status::Warning | Status::Critical | Status::Error => Verdict::Regression,
+    }
+}
+
+/// The verdict for a status transition (see the module comment).
+pub fn status_verdict(old: Status, new: Status) -> Verdict {
+    use Status::*;
+    fn rank(s: Status) -> u8 {
+        match s {
+            Ok => 0,
+            Warning => 1,
+            _ => 2,
+        }
+    }
+    match (old, new) {
+        _ if old == new => Verdict::Neutral,
+        (_, Error) => Verdict::Regression,
+        (_, Skipped) => Verdict::Neutral,
+        (Error, Ok) => Verdict::Improvement,
+        (Error | Skipped, n) => entering(n),
+        (o, n) if rank(n) > rank(o) => Verdict::Regression,
+        _ => Verdict::Improvement,
+    }
+}
+
+/// Enabled < Disabled… < Failed to query config (HealthChecker's Green, Yellow, Red).
+/// Unknown labels get no rank, so a change to or from one is neutral.
+fn eems_rank(state: &str) -> Option<u8> {
+    match state {
+        "Enabled" => Some(0),
+        s if s.starts_with("Disabled") => Some(1),
+        "Failed to query config" => Some(2),
+        _ => None,
+    }
+}
+
+fn ranked(old: Option<u8>, new: Option<u8>) -> Verdict {
+    match (old, new) {
+        (Some(o), Some(n)) if n > o => Verdict::Regression,
+        (Some(o), Some(n)) if n < o => Verdict::Improvement,
+        _ => Verdict::Neutral,
+    }
+}
+
+/// Good/bad for a two-valued check: leaving the good value is a regression.
+fn good_bad(old: &str, new: &str, good: &str) -> Verdict {
+    match (old == good, new == good) {
+        (true, false) => Verdict::Regression,
+        (false, true) => Verdict::Improvement,
+        _ => Verdict::Neutral,
+    }
+}
+
+/// `Running`, or `Investigate (Stopped, Automatic)`: the check, with what Windows said
+/// when that is not simply running and automatic.
+fn service_text(r: &ServerRow) -> Option<String> {
+    let check = r.service_check.as_deref()?;
+    Some(match (&r.service_status, &r.service_start_type) {
+        _ if check == "Running" => check.to_string(),
+        (None, None) => check.to_string(),
+        (s, t) => format!(
+            "{check} ({}, {})",
+            s.as_deref().unwrap_or("?"),
+            t.as_deref().unwrap_or("?")
+        ),
+    })
+}
+
+/// Whether the row carries Get-ExchangeServer's view of the server (mitigation lists and
+/// switches). Rows of servers the organisation did not describe have empty lists that
+/// mean "unknown", not "none".
+fn knows_mitigations(r: &ServerRow) -> bool {
+    r.eems_state.is_some()
+        || r.fqdn.is_some()
+        || r.server_mitigations_enabled.is_some()
+        || r.telemetry_enabled.is_some()
+        || r.mitigations_applied_time.is_some()
+        || !r.mitigations_applied.is_empty()
+        || !r.mitigations_blocked.is_empty()
+}
+
+fn server_changes(o: &ServerRow, n: &ServerRow, out: &mut Vec<Change>) {
+    let server = Some(n.server.clone());
+    let mut push = |field, old: Option<String>, new: Option<String>, verdict| {
+        out.push(Change {
+            server: server.clone(),
+            field,
+            old,
+            new,
+            verdict,
+        })
+    };
+
+    if o.status != n.status {
+        push(
+            Field::Status,
+            Some(o.status.as_str().into()),
+            Some(n.status.as_str().into()),
+            status_verdict(o.status, n.status),
+        );
+    }
+    if let (Some(a), Some(b)) = (&o.eems_state, &n.eems_state)
+        && a != b
+    {
+        let v = ranked(eems_rank(a), eems_rank(b));
+        push(Field::EemsState, Some(a.clone()), Some(b.clone()), v);
+    }
+    if let (Some(a), Some(b)) = (service_text(o), service_text(n))
+        && a != b
+    {
+        let (ca, cb) = (
+            o.service_check.as_deref().unwrap_or(""),
+            n.service_check.as_deref().unwrap_or(""),
+        );
+        push(
+            Field::Service,
+            Some(a),
+            Some(b),
+            good_bad(ca, cb, "Running"),
+        );
+    }
+    if let (Some(a), Some(b)) = (&o.pattern_service, &n.pattern_service)
+        && a != b
+    {
+        let v = good_bad(a, b, "200 - Reachable");
+        push(Field::PatternService, Some(a.clone()), Some(b.clone()), v);
+    }
+    if knows_mitigations(o) && knows_mitigations(n) {
+        for (field, a, b, added, removed) in [
+            (
+                Field::MitigationsBlocked,
+                &o.mitigations_blocked,
+                &n.mitigations_blocked,
+                Verdict::Regression,
+                Verdict::Improvement,
+            ),
+            (
+                Field::MitigationsApplied,
+                &o.mitigations_applied,
+                &n.mitigations_applied,
+                Verdict::Neutral,
+                Verdict::Neutral,
+            ),
+        ] {
+            for id in a.iter().filter(|id| !b.contains(id)) {
+                push(field, Some(id.clone()), None, removed);
+            }
+            for id in b.iter().filter(|id| !a.contains(id)) {
+                push(field, None, Some(id.clone()), added);
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (&o.build, &n.build)
+        && a != b
+    {
+        push(
+            Field::Build,
+            Some(a.clone()),
+            Some(b.clone()),
+            Verdict::Neutral,
+        );
+    }
+    if let (Some(a), Some(b)) = (o.telemetry_enabled, n.telemetry_enabled)
+        && a != b
+    {
+        push(
+            Field::TelemetryEnabled,
+            Some(bool_text(a)),
+            Some(bool_text(b)),
+            Verdict::Neutral,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{OrgSection, Summary, ToolInfo, UninventoriedServer};
+    use Status::*;
+    use Verdict::*;
+
+    fn report(rows: Vec<ServerRow>) -> ScanReport {
+        let mut summary = Summary::default();
+        for r in &rows {
+            summary.add(r.status);
+        }
+        ScanReport {
+            tool: ToolInfo::default(),
+            started_at: "2026-11-29T10:00:00Z".into(),
+            finished_at: "2026-11-29T10:00:05Z".into(),
+            organization: OrgSection {
+                name: Some("Contoso".into()),
+                mitigations_enabled: Some(true),
+                queried_on: None,
+                error: None,
+            },
+            summary,
+            servers: rows,
+            not_in_inventory: vec![],
+            interrupted: false,
+        }
+    }
+
+    /// A healthy, fully scanned server.
+    fn healthy(name: &str) -> ServerRow {
+        let mut r = ServerRow::new(name);
+        r.status = Ok;
+        r.fqdn = Some(format!("{}.contoso.com", name.to_lowercase()));
+        r.build = Some("15.2.1544.4".into());
+        r.eems_state = Some("Enabled".into());
+        r.service_check = Some("Running".into());
+        r.service_status = Some("Running".into());
+        r.service_start_type = Some("Automatic".into());
+        r.pattern_service = Some("200 - Reachable".into());
+        r.mitigations_applied = vec!["PING1".into()];
+        r.telemetry_enabled = Some(false);
+        r
+    }
+
+    fn drift(old: Vec<ServerRow>, new: Vec<ServerRow>) -> Drift {
+        compare(&report(old), &report(new)).unwrap()
+    }
+
+    fn triples(d: &Drift) -> Vec<(String, Field, Verdict)> {
+        d.changes
+            .iter()
+            .map(|c| (c.server.clone().unwrap_or_default(), c.field, c.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn status_transitions() {
+        let table = [
+            (Ok, Ok, Neutral),
+            (Ok, Warning, Regression),
+            (Ok, Critical, Regression),
+            (Warning, Critical, Regression),
+            (Critical, Warning, Improvement),
+            (Warning, Ok, Improvement),
+            (Critical, Ok, Improvement),
+            (Ok, Error, Regression),
+            (Critical, Error, Regression),
+            (Skipped, Error, Regression),
+            (Error, Ok, Improvement),
+            (Error, Warning, Regression),
+            (Error, Critical, Regression),
+            (Error, Skipped, Neutral),
+            (Ok, Skipped, Neutral),
+            (Critical, Skipped, Neutral),
+            (Skipped, Ok, Neutral),
+            (Skipped, Warning, Regression),
+        ];
+        for (old, new, want) in table {
+            assert_eq!(status_verdict(old, new), want, "{old:?} -> {new:?}");
+        }
+    }
+
+    #[test]
+    fn field_transitions() {
+        type Edit = fn(&mut ServerRow);
+        let table: [(&str, Edit, Edit, Field, Verdict); 11] = [
+            (
+                "EEMS left Enabled",
+                |_| {},
+                |r| r.eems_state = Some("Disabled on server level".into()),
+                Field::EemsState,
+                Regression,
+            ),
+            (
+                "EEMS back to Enabled",
+                |r| r.eems_state = Some("Disabled".into()),
+                |_| {},
+                Field::EemsState,
+                Improvement,
+            ),
+            (
+                "one disabled flavour for another",
+                |r| r.eems_state = Some("Disabled on org level".into()),
+                |r| r.eems_state = Some("Disabled".into()),
+                Field::EemsState,
+                Neutral,
+            ),
+            (
+                "config no longer readable",
+                |r| r.eems_state = Some("Disabled".into()),
+                |r| r.eems_state = Some("Failed to query config".into()),
+                Field::EemsState,
+                Regression,
+            ),
+            (
+                "service stopped",
+                |_| {},
+                |r| {
+                    r.service_check = Some("Investigate".into());
+                    r.service_status = Some("Stopped".into());
+                },
+                Field::Service,
+                Regression,
+            ),
+            (
+                "service started again",
+                |r| {
+                    r.service_check = Some("Investigate".into());
+                    r.service_status = Some("Stopped".into());
+                },
+                |_| {},
+                Field::Service,
+                Improvement,
+            ),
+            (
+                "stopped service, other start type",
+                |r| {
+                    r.service_check = Some("Investigate".into());
+                    r.service_status = Some("Stopped".into());
+                },
+                |r| {
+                    r.service_check = Some("Investigate".into());
+                    r.service_status = Some("Stopped".into());
+                    r.service_start_type = Some("Disabled".into());
+                },
+                Field::Service,
+                Neutral,
+            ),
+            (
+                "pattern service unreachable",
+                |_| {},
+                |r| r.pattern_service = Some("Unreachable".into()),
+                Field::PatternService,
+                Regression,
+            ),
+            (
+                "pattern service reachable again",
+                |r| r.pattern_service = Some("Unreachable".into()),
+                |_| {},
+                Field::PatternService,
+                Improvement,
+            ),
+            (
+                "build upgraded",
+                |_| {},
+                |r| r.build = Some("15.2.1748.10".into()),
+                Field::Build,
+                Neutral,
+            ),
+            (
+                "telemetry switched on",
+                |_| {},
+                |r| r.telemetry_enabled = Some(true),
+                Field::TelemetryEnabled,
+                Neutral,
+            ),
+        ];
+        for (what, edit_old, edit_new, field, verdict) in table {
+            let (mut o, mut n) = (healthy("EX01"), healthy("EX01"));
+            edit_old(&mut o);
+            edit_new(&mut n);
+            let d = drift(vec![o], vec![n]);
+            assert_eq!(
+                triples(&d),
+                vec![("EX01".to_string(), field, verdict)],
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn mitigation_lists() {
+        let mut o = healthy("EX01");
+        o.mitigations_blocked = vec!["M1".into()];
+        let mut n = healthy("EX01");
+        n.mitigations_blocked = vec!["M2".into()];
+        n.mitigations_applied = vec!["PING1".into(), "M3".into()];
+        let d = drift(vec![o], vec![n]);
+        let got: Vec<_> = d
+            .changes
+            .iter()
+            .map(|c| (c.field, c.old.as_deref(), c.new.as_deref(), c.verdict))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Field::MitigationsBlocked, Some("M1"), None, Improvement),
+                (Field::MitigationsBlocked, None, Some("M2"), Regression),
+                (Field::MitigationsApplied, None, Some("M3"), Neutral),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_not_changes() {
+        // EX01 could not be probed and the organisation did not describe it: only the
+        // status moves, not every field to "unknown".
+        let o = healthy("EX01");
+        let mut n = ServerRow::new("EX01");
+        n.error = Some("connection refused".into());
+        let d = drift(vec![o.clone()], vec![n.clone()]);
+        assert_eq!(
+            triples(&d),
+            vec![("EX01".into(), Field::Status, Regression)]
+        );
+        // And back: recovering lists no "newly applied PING1".
+        let d = drift(vec![n], vec![o]);
+        assert_eq!(
+            triples(&d),
+            vec![("EX01".into(), Field::Status, Improvement)]
+        );
+    }
+
+    #[test]
+    fn error_row_with_org_facts_still_compares_mitigations() {
+        let o = healthy("EX01");
+        let mut n = ServerRow::new("EX01");
+        n.fqdn = o.fqdn.clone();
+        n.mitigations_applied = o.mitigations_applied.clone();
+        n.mitigations_blocked = vec!["M9".into()];
+        let d = drift(vec![o], vec![n]);
+        assert_eq!(
+            triples(&d),
+            vec![
+                ("EX01".into(), Field::Status, Regression),
+                ("EX01".into(), Field::MitigationsBlocked, Regression),
+            ]
+        );
+    }
+
+    #[test]
+    fn servers_added_and_removed() {
+        let mut bad = healthy("EX03");
+        bad.status = Warning;
+        let d = drift(
+            vec![healthy("EX01"), healthy("EX02")],
+            vec![healthy("EX01"), bad, healthy("EX04")],
+        );
+        assert_eq!(
+            triples(&d),
+            vec![
+                ("EX02".into(), Field::Server, Neutral),
+                ("EX03".into(), Field::Server, Regression),
+                ("EX04".into(), Field::Server, Neutral),
+            ]
+        );
+        assert_eq!(d.summary.servers_added, 2);
+        assert_eq!(d.summary.servers_removed, 1);
+        assert_eq!(d.summary.servers_compared, 1);
+        assert_eq!(d.summary.servers_changed, 0);
+        assert_eq!(d.summary.regressions, 1);
+        assert_eq!(d.changes[0].old.as_deref(), Some("ok"));
+        assert_eq!(d.changes[0].new, None);
+    }
+
+    #[test]
+    fn removed_but_still_in_the_organisation_is_lost_coverage() {
+        let old = report(vec![healthy("EX01"), healthy("EX02")]);
+        let mut new = report(vec![healthy("EX01")]);
+        new.not_in_inventory.push(UninventoriedServer {
+            name: "ex02".into(),
+            fqdn: None,
+            site: None,
+            role: None,
+            is_edge_server: Some(false),
+        });
+        let d = compare(&old, &new).unwrap();
+        assert_eq!(
+            triples(&d),
+            vec![("EX02".into(), Field::Server, Regression)]
+        );
+    }
+
+    #[test]
+    fn names_match_case_insensitively() {
+        let d = drift(vec![healthy("ex01")], vec![healthy("EX01")]);
+        assert!(d.changes.is_empty(), "{:?}", d.changes);
+        assert_eq!(d.summary.servers_compared, 1);
+    }
+
+    #[test]
+    fn org_switch() {
+        let old = report(vec![]);
+        let mut new = report(vec![]);
+        new.organization.mitigations_enabled = Some(false);
+        let d = compare(&old, &new).unwrap();
+        assert_eq!(
+            triples(&d),
+            vec![(String::new(), Field::OrgMitigationsEnabled, Regression)]
+        );
+        let d = compare(&new, &old).unwrap();
+        assert_eq!(d.changes[0].verdict, Improvement);
+        new.organization.mitigations_enabled = None;
+        assert!(compare(&old, &new).unwrap().changes.is_empty());
+    }
+
+    #[test]
+    fn incompatible_inputs() {
+        let old = report(vec![healthy("EX01")]);
+        let mut new = report(vec![healthy("EX01"), healthy("ex01")]);
+        let e = compare(&old, &new).unwrap_err();
+        assert_eq!(e.which, Which::New);
+        assert!(e.reason.contains("more than once"), "{}", e.reason);
+        new.servers.pop();
+        new.organization.name = Some("Fabrikam".into());
+        let e = compare(&old, &new).unwrap_err();
+        assert!(e.reason.contains("Fabrikam"), "{}", e.reason);
+    }
+
+    #[test]
+    fn identical_reports_have_no_changes() {
+        let rows = vec![healthy("EX01"), ServerRow::new("EX02")];
+        let d = drift(rows.clone(), rows);
+        assert_eq!(d.changes, vec![]);
+        assert!(!d.has_regression());
+    }
+}

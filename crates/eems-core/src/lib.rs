@@ -1,0 +1,16 @@
+//! eems-core: the pure part of eems-scan. Facts in, findings out: no runtime, no network,
+//! no command line, so every verdict is testable from a table.
+//!
+//! The modules follow the data flow of a scan:
+//! [`inventory`] (which servers) → [`probe`] (the scripts sent to them and the parsers of
+//! what they print, into [`facts`]) → [`analysis`] (HealthChecker's decision table) →
+//! [`report`] (the row model every renderer and reader shares) → [`drift`] (two saved
+//! reports compared).
+
+pub mod analysis;
+pub mod drift;
+pub mod facts;
+pub mod inventory;
+pub mod probe;
+pub mod report;
+pub mod text;

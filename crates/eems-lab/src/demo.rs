@@ -1,0 +1,91 @@
+//! `eems-lab demo`: the one command that shows eems-scan working. It serves the demo
+//! organisation ([`DEMO_FLEET`]), runs the real `eems-scan` binary built beside this one
+//! against it over NTLM-sealed HTTP exactly as a user would run `eems-scan scan`, and
+//! stops the lab.
+
+use std::path::Path;
+
+use crate::fleet::{self, Fleet};
+use crate::{Lab, LabOptions};
+
+/// The demo organisation (fleets/demo.toml), embedded so the binary works from anywhere.
+pub const DEMO_FLEET: &str = include_str!("../fleets/demo.toml");
+
+/// Runs the demo. The scan's own exit status is printed, not returned: the demo's servers
+/// are broken on purpose, so a non-zero status is its expected outcome.
+pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
+    let scanner = crate::scanner_beside(&std::env::current_exe()?)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the output folder: {e}",
+            out_dir.display()
+        )
+    })?;
+    let fleet: Fleet = toml::from_str(DEMO_FLEET)?;
+    fleet
+        .validate()
+        .map_err(|e| anyhow::anyhow!("demo fleet: {e}"))?;
+    let servers = fleet.servers.len();
+    let lab = Lab::start(
+        fleet,
+        LabOptions {
+            log_path: Some(out_dir.join("lab-requests.jsonl")),
+            keep_log_in_memory: false,
+        },
+    )
+    .await?;
+    let inventory = out_dir.join("inventory.csv");
+    std::fs::write(&inventory, lab.inventory_csv())?;
+
+    let csv = out_dir.join("eems-report.csv");
+    let json = out_dir.join("eems-report.json");
+    let html = out_dir.join("eems-report.html");
+    let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
+    // A short deadline and OperationTimeout keep the demo's hung and slow servers brief;
+    // a real fleet keeps the defaults (120 s, 20 s).
+    let args = [
+        "scan",
+        "--inventory",
+        path_str(&inventory)?,
+        "--user",
+        &user,
+        "--csv",
+        path_str(&csv)?,
+        "--json",
+        path_str(&json)?,
+        "--html",
+        path_str(&html)?,
+        "--timeout",
+        "10",
+        "--operation-timeout",
+        "2",
+    ];
+    eprintln!(
+        "eems-lab demo: {servers} simulated Exchange servers on 127.0.10.x (WinRM over HTTP, NTLM, sealed)"
+    );
+    eprintln!(
+        "running: eems-scan {} (password from the lab's fixture account, in EEMS_PASSWORD)\n",
+        args.join(" ")
+    );
+    // The password goes through the environment, never the argument list.
+    let status = tokio::process::Command::new(&scanner)
+        .args(args)
+        .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)
+        .status()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: cannot run: {e}", scanner.display()))?;
+    let code = status.code().unwrap_or(-1);
+    lab.shutdown().await;
+    eprintln!(
+        "\nreports: {}, {} and {} (exit status {code}: some demo servers are broken on purpose)",
+        csv.display(),
+        json.display(),
+        html.display()
+    );
+    Ok(())
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow::anyhow!("{}: not valid UTF-8", p.display()))
+}

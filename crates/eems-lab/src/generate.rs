@@ -1,0 +1,410 @@
+//! The fleet generator for scale tests and demos (`eems-lab gen`).
+//!
+//! Deterministic from the seed: a hand-written SplitMix64 keeps the output stable across
+//! `rand` releases, so a seed named in a bug report reproduces the same fleet.
+
+use crate::fleet::{Faults, Fleet, ListenerSpec, OrgSpec, ServerSpec};
+use std::net::Ipv4Addr;
+
+pub struct GenOptions {
+    pub servers: usize,
+    pub seed: u64,
+    pub latency_ms: u64,
+    pub exec_ms: u64,
+    /// Also sprinkle transport and output faults over the fleet.
+    pub faults: bool,
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, good enough for test data.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const SITES: &[&str] = &[
+    "Default-First-Site-Name",
+    "Site-Paris",
+    "Site-Dublin",
+    "Site-Boston",
+];
+/// Builds that have EEMS and the March 2023 fixes (Exchange 2019 CU14, 2016 CU23, late SUs).
+const CURRENT_BUILDS: &[&str] = &["15.2.1544.4", "15.2.1544.14", "15.1.2507.44"];
+/// Before EEMS existed (2019 CU10, 2016 CU21).
+const PRE_EEMS_BUILDS: &[&str] = &["15.2.922.7", "15.1.2308.8"];
+/// EEMS present, but older than the March 2023 security update (2019 CU12 Jan23SU, 2016 CU23 Nov22SU).
+const PRE_MARCH_2023_BUILDS: &[&str] = &["15.2.1118.21", "15.1.2507.17"];
+const PROXY: &str = "http://proxy.lab.local:8080";
+const HOSTS_PER_ROUND: usize = 256 * 254;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finding {
+    Disabled,
+    ServiceStopped,
+    ServiceManual,
+    ServiceMissing,
+    OcsUnreachable,
+    ProxyRequired,
+    Blocked,
+    Telemetry,
+    PreEems,
+    PreMarch2023,
+    Edge,
+}
+
+const FINDINGS: &[Finding] = &[
+    Finding::Disabled,
+    Finding::ServiceStopped,
+    Finding::ServiceManual,
+    Finding::ServiceMissing,
+    Finding::OcsUnreachable,
+    Finding::ProxyRequired,
+    Finding::Blocked,
+    Finding::Telemetry,
+    Finding::PreEems,
+    Finding::PreMarch2023,
+    Finding::Edge,
+];
+
+#[derive(Debug, Clone, Copy)]
+enum FaultKind {
+    Down,
+    Hang,
+    WrongPassword,
+    Garbage,
+    Http500,
+    DropMidResponse,
+    TimedOutPolls,
+    Noise,
+    Ps51,
+}
+
+const FAULTS: &[FaultKind] = &[
+    FaultKind::Down,
+    FaultKind::Hang,
+    FaultKind::WrongPassword,
+    FaultKind::Garbage,
+    FaultKind::Http500,
+    FaultKind::DropMidResponse,
+    FaultKind::TimedOutPolls,
+    FaultKind::Noise,
+    FaultKind::Ps51,
+];
+
+fn address(i: usize) -> (Ipv4Addr, Option<u16>, Option<u16>) {
+    let slot = i % HOSTS_PER_ROUND;
+    let round = i / HOSTS_PER_ROUND;
+    let x = (slot / 254) as u8;
+    let y = (slot % 254 + 1) as u8;
+    // Past 65,024 hosts the addresses repeat, each round on its own pair of ports.
+    let ports = if round == 0 {
+        (None, None)
+    } else {
+        let base = 20_000u32 + 2 * round as u32;
+        (u16::try_from(base).ok(), u16::try_from(base + 1).ok())
+    };
+    (Ipv4Addr::new(127, 1, x, y), ports.0, ports.1)
+}
+
+fn pick<'a>(rng: &mut SplitMix64, from: &[&'a str]) -> &'a str {
+    from[rng.below(from.len() as u64) as usize]
+}
+
+fn healthy(name: String, i: usize, rng: &mut SplitMix64, o: &GenOptions) -> ServerSpec {
+    let (address, http_port, https_port) = address(i);
+    let day = 20 + rng.below(9);
+    let minute = rng.below(60);
+    ServerSpec {
+        name,
+        address,
+        http_port,
+        https_port,
+        fqdn: None,
+        site: pick(rng, SITES).to_string(),
+        role: "Mailbox".into(),
+        build: pick(rng, CURRENT_BUILDS).to_string(),
+        mitigations_enabled: Some(true),
+        mitigations_applied: vec!["PING1".into()],
+        mitigations_blocked: Vec::new(),
+        mitigations_applied_time: Some(format!("2024-11-{day:02}T09:{minute:02}:00Z")),
+        data_collection_enabled: Some(false),
+        // Some healthy servers sit behind a proxy they do not strictly need.
+        internet_web_proxy: rng.chance(15).then(|| PROXY.to_string()),
+        proxy_required: false,
+        ocs_reachable: true,
+        service_installed: true,
+        service_status: "Running".into(),
+        service_start_type: "Automatic".into(),
+        exchange_tools: true,
+        in_org: true,
+        in_inventory: true,
+        install_path: r"C:\Program Files\Microsoft\Exchange Server\V15\".into(),
+        faults: Faults {
+            latency_ms: o.latency_ms,
+            exec_ms: o.exec_ms,
+            ..Faults::default()
+        },
+    }
+}
+
+fn apply_finding(s: &mut ServerSpec, f: Finding, rng: &mut SplitMix64) {
+    match f {
+        Finding::Disabled => {
+            s.mitigations_enabled = Some(false);
+            s.mitigations_applied.clear();
+            s.mitigations_applied_time = None;
+        }
+        Finding::ServiceStopped => s.service_status = "Stopped".into(),
+        Finding::ServiceManual => {
+            s.service_start_type = "Manual".into();
+            s.service_status = "Stopped".into();
+        }
+        Finding::ServiceMissing => {
+            s.service_installed = false;
+            s.mitigations_applied.clear();
+            s.mitigations_applied_time = None;
+        }
+        Finding::OcsUnreachable => {
+            s.ocs_reachable = false;
+            s.mitigations_applied.clear();
+            s.mitigations_applied_time = None;
+        }
+        Finding::ProxyRequired => {
+            s.proxy_required = true;
+            s.internet_web_proxy = Some(PROXY.into());
+        }
+        Finding::Blocked => {
+            s.mitigations_blocked = vec!["PING1".into()];
+            s.mitigations_applied.clear();
+        }
+        Finding::Telemetry => s.data_collection_enabled = Some(true),
+        Finding::PreEems => {
+            s.build = pick(rng, PRE_EEMS_BUILDS).to_string();
+            s.mitigations_enabled = None;
+            s.data_collection_enabled = None;
+            s.mitigations_applied.clear();
+            s.mitigations_applied_time = None;
+            s.service_installed = false;
+        }
+        Finding::PreMarch2023 => s.build = pick(rng, PRE_MARCH_2023_BUILDS).to_string(),
+        Finding::Edge => {
+            s.role = "Edge".into();
+            s.site = SITES[0].into();
+            s.mitigations_enabled = None;
+            s.data_collection_enabled = None;
+            s.mitigations_applied.clear();
+            s.mitigations_applied_time = None;
+            s.service_installed = false;
+            s.exchange_tools = false;
+        }
+    }
+}
+
+fn apply_fault(s: &mut ServerSpec, f: FaultKind, rng: &mut SplitMix64) {
+    let x = &mut s.faults;
+    match f {
+        FaultKind::Down => x.down = true,
+        FaultKind::Hang => x.hang = true,
+        FaultKind::WrongPassword => x.wrong_password = true,
+        FaultKind::Garbage => x.garbage = true,
+        FaultKind::Http500 => x.http500 = true,
+        FaultKind::DropMidResponse => x.drop_mid_response = true,
+        FaultKind::TimedOutPolls => x.timed_out_polls = 1 + rng.below(2) as u32,
+        FaultKind::Noise => x.noise = true,
+        FaultKind::Ps51 => x.ps51_quirks = true,
+    }
+}
+
+/// Shuffles `0..n` with Fisher–Yates.
+fn permutation(n: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+pub fn generate(o: &GenOptions) -> Fleet {
+    let mut rng = SplitMix64::new(o.seed);
+    let n = o.servers;
+    let width = n.to_string().len().max(4);
+    let mut servers: Vec<ServerSpec> = (0..n)
+        .map(|i| healthy(format!("EX{:0width$}", i + 1), i, &mut rng, o))
+        .collect();
+
+    // Server 1 stays healthy and fault-free: it is where an operator starts (org probe).
+    // Every finding appears at least once when the fleet is big enough, at shuffled places,
+    // then a further ~25% of servers get a random one; Edge servers stay one or two.
+    let order: Vec<usize> = permutation(n.saturating_sub(1), &mut rng)
+        .into_iter()
+        .map(|i| i + 1)
+        .collect();
+    let mut slots = order.iter().copied();
+    let edges_wanted = if n >= 50 { 2 } else { 1 };
+    for f in FINDINGS
+        .iter()
+        .chain(std::iter::repeat_n(&Finding::Edge, edges_wanted - 1))
+    {
+        if let Some(i) = slots.next() {
+            apply_finding(&mut servers[i], *f, &mut rng);
+        }
+    }
+    for i in slots.by_ref().collect::<Vec<_>>() {
+        if rng.chance(25) {
+            let f = FINDINGS[rng.below(FINDINGS.len() as u64 - 1) as usize]; // never Edge
+            apply_finding(&mut servers[i], f, &mut rng);
+        }
+    }
+
+    if o.faults {
+        let order = permutation(n.saturating_sub(1), &mut rng);
+        let mut slots = order.into_iter().map(|i| i + 1);
+        for f in FAULTS {
+            if let Some(i) = slots.next() {
+                apply_fault(&mut servers[i], *f, &mut rng);
+            }
+        }
+        for i in slots.collect::<Vec<_>>() {
+            if rng.chance(8) {
+                let f = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+                apply_fault(&mut servers[i], f, &mut rng);
+            }
+        }
+    }
+
+    Fleet {
+        org: OrgSpec {
+            name: "LabOrg".into(),
+            mitigations_enabled: Some(true),
+            error: None,
+            servers_error: None,
+        },
+        accounts: Vec::new(),
+        listener: ListenerSpec::default(),
+        servers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn opts(servers: usize, seed: u64, faults: bool) -> GenOptions {
+        GenOptions {
+            servers,
+            seed,
+            latency_ms: 5,
+            exec_ms: 40,
+            faults,
+        }
+    }
+
+    #[test]
+    fn deterministic_unique_valid() {
+        let a = toml::to_string(&generate(&opts(300, 7, true))).expect("serialises");
+        let b = toml::to_string(&generate(&opts(300, 7, true))).expect("serialises");
+        assert_eq!(a, b);
+        let c = toml::to_string(&generate(&opts(300, 8, true))).expect("serialises");
+        assert_ne!(a, c);
+
+        let f = generate(&opts(300, 7, true));
+        assert_eq!(f.servers.len(), 300);
+        f.validate().expect("valid");
+        let names: HashSet<_> = f.servers.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names.len(), 300);
+        let addrs: HashSet<_> = f.servers.iter().map(|s| (s.address, s.http_port)).collect();
+        assert_eq!(addrs.len(), 300);
+        for s in &f.servers {
+            let o = s.address.octets();
+            assert_eq!((o[0], o[1]), (127, 1));
+            assert!(o[3] != 0 && o[3] != 255);
+            assert_eq!((s.faults.latency_ms, s.faults.exec_ms), (5, 40));
+        }
+        assert_eq!(f.servers[0].name, "EX0001");
+        assert!(
+            f.servers[0].faults
+                == Faults {
+                    latency_ms: 5,
+                    exec_ms: 40,
+                    ..Faults::default()
+                }
+        );
+
+        // A round trip through the file format keeps it valid.
+        let back: Fleet = toml::from_str(&a).expect("parses back");
+        back.validate().expect("valid");
+    }
+
+    #[test]
+    fn mix_of_findings_and_faults() {
+        let f = generate(&opts(200, 1, true));
+        let s = &f.servers;
+        let count = |p: &dyn Fn(&ServerSpec) -> bool| s.iter().filter(|x| p(x)).count();
+        assert!(
+            count(&|x| x.mitigations_applied == ["PING1"]) > 100,
+            "mostly healthy"
+        );
+        assert!(count(&|x| x.mitigations_enabled == Some(false)) >= 1);
+        assert!(count(&|x| x.service_status == "Stopped") >= 1);
+        assert!(count(&|x| x.service_start_type == "Manual") >= 1);
+        assert!(count(&|x| !x.service_installed && !x.is_edge()) >= 1);
+        assert!(count(&|x| !x.ocs_reachable) >= 1);
+        assert!(count(&|x| x.proxy_required && x.internet_web_proxy.is_some()) >= 1);
+        assert!(count(&|x| !x.mitigations_blocked.is_empty()) >= 1);
+        assert!(count(&|x| x.data_collection_enabled == Some(true)) >= 1);
+        assert!(
+            count(&|x| x.build.starts_with("15.2.922") || x.build.starts_with("15.1.2308")) >= 1
+        );
+        assert!(count(&|x| x.build == "15.2.1118.21" || x.build == "15.1.2507.17") >= 1);
+        assert_eq!(count(&|x| x.is_edge()), 2);
+        assert!(count(&|x| x.faults.down) >= 1);
+        assert!(count(&|x| x.faults.hang) >= 1);
+        assert!(count(&|x| x.faults.wrong_password) >= 1);
+        assert!(count(&|x| x.faults.garbage) >= 1);
+        assert!(count(&|x| x.faults.http500) >= 1);
+        assert!(count(&|x| x.faults.drop_mid_response) >= 1);
+        assert!(count(&|x| x.faults.timed_out_polls > 0) >= 1);
+        assert!(count(&|x| x.faults.noise) >= 1);
+        assert!(count(&|x| x.faults.ps51_quirks) >= 1);
+        assert_eq!(f.org.mitigations_enabled, Some(true));
+
+        let clean = generate(&opts(200, 1, false));
+        assert!(clean.servers.iter().all(|x| x.faults
+            == Faults {
+                latency_ms: 5,
+                exec_ms: 40,
+                ..Faults::default()
+            }));
+    }
+
+    #[test]
+    fn tiny_and_huge() {
+        assert!(generate(&opts(0, 1, true)).servers.is_empty());
+        assert_eq!(generate(&opts(1, 1, true)).servers.len(), 1);
+        let big = generate(&opts(HOSTS_PER_ROUND + 10, 3, false));
+        big.validate().expect("valid");
+        let last = &big.servers[HOSTS_PER_ROUND + 9];
+        assert_eq!(last.address, big.servers[9].address);
+        assert_ne!(last.http_port, big.servers[9].http_port);
+        assert_eq!(last.name, format!("EX{:05}", HOSTS_PER_ROUND + 10));
+    }
+}

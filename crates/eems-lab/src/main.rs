@@ -1,0 +1,210 @@
+//! `eems-lab`: serve a simulated Exchange organisation over real WinRM, or generate a fleet.
+//!
+//! The command line is an interface other tools script: keep flags and the ready line stable.
+
+use clap::{Parser, Subcommand};
+use eems_lab::fleet::Fleet;
+use eems_lab::generate::{GenOptions, generate};
+use eems_lab::{Lab, LabOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "eems-lab",
+    version,
+    about = "Simulated Exchange organisation speaking WinRM on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve every host of a fleet file until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Write the scanner's inventory CSV here.
+        #[arg(long)]
+        inventory_out: Option<PathBuf>,
+        /// Write the lab CA certificate (PEM) here, for HTTPS clients to trust.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+        /// Write one JSON line per HTTP request here (the file is replaced).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Serve the demo organisation, scan it with eems-scan as a user would, stop.
+    Demo {
+        /// Where the reports (eems-report.csv, eems-report.json) and the lab log go.
+        #[arg(long, default_value = "eems-demo")]
+        out: PathBuf,
+    },
+    /// Measure a scan of a generated fleet served by a separate lab process.
+    Bench(BenchArgs),
+    /// Generate a fleet file.
+    Gen {
+        #[arg(long)]
+        servers: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        exec_ms: u64,
+        /// Sprinkle faults over the fleet.
+        #[arg(long)]
+        faults: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Serve {
+            fleet,
+            inventory_out,
+            ca_out,
+            log,
+        } => {
+            let fleet = Fleet::load(&fleet)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(fleet, inventory_out, ca_out, log))
+        }
+        Cmd::Demo { out } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(eems_lab::demo::run(&out)),
+        Cmd::Bench(args) => bench(args),
+        Cmd::Gen {
+            servers,
+            seed,
+            out,
+            latency_ms,
+            exec_ms,
+            faults,
+        } => {
+            let fleet = generate(&GenOptions {
+                servers,
+                seed,
+                latency_ms,
+                exec_ms,
+                faults,
+            });
+            let text = toml::to_string(&fleet)?;
+            std::fs::write(&out, text)
+                .map_err(|e| anyhow::anyhow!("{}: cannot write fleet: {e}", out.display()))
+        }
+    }
+}
+
+async fn serve(
+    fleet: Fleet,
+    inventory_out: Option<PathBuf>,
+    ca_out: Option<PathBuf>,
+    log: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let n = fleet.servers.len();
+    let lab = Lab::start(
+        fleet,
+        LabOptions {
+            log_path: log,
+            keep_log_in_memory: false,
+        },
+    )
+    .await?;
+    let written = (|| -> anyhow::Result<()> {
+        if let Some(p) = &inventory_out {
+            std::fs::write(p, lab.inventory_csv())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        }
+        if let Some(p) = &ca_out {
+            std::fs::write(p, lab.ca_pem()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        lab.shutdown().await;
+        return Err(e);
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "eems-lab ready: {n} servers")?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    lab.shutdown().await;
+    Ok(())
+}
+
+/// What `bench` measures: the options of `eems_lab::bench::BenchOptions` a user picks.
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 1000)]
+    servers: usize,
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Added by the lab to every HTTP response.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Remote execution time before each probe's output.
+    #[arg(long, default_value_t = 1000)]
+    exec_ms: u64,
+    /// NTLM over HTTPS instead of sealed HTTP.
+    #[arg(long)]
+    https: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
+    #[arg(long, value_name = "PYTHON")]
+    peer: Option<PathBuf>,
+    /// Scratch folder for the fleet, inventory, logs and reports.
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+    /// Also write the measurements as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs the benchmark with the binaries beside this one.
+#[cfg(unix)]
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let here = std::env::current_exe()?;
+    let report = eems_lab::bench::run(&eems_lab::bench::BenchOptions {
+        servers: a.servers,
+        concurrency: a.concurrency,
+        latency_ms: a.latency_ms,
+        exec_ms: a.exec_ms,
+        https: a.https,
+        seed: a.seed,
+        work_dir: a.work_dir,
+        lab_bin: here.clone(),
+        scan_bin: eems_lab::scanner_beside(&here)?,
+        peer_python: a.peer,
+        peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_pywinrm.py"),
+    })?;
+    print!("{}", report.table());
+    if let Some(path) = a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// The benchmark reads process costs with `wait4`: Unix only.
+#[cfg(not(unix))]
+fn bench(_: BenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("eems-lab bench needs a Unix system (it measures processes with wait4)")
+}

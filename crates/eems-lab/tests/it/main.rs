@@ -1,0 +1,8 @@
+//! eems-lab integration tests: the lab's wire behaviour, checked with the same client
+//! crate the scanner uses, raw sockets, and an independent client (pywinrm).
+
+mod lab_net;
+mod lab_wsman;
+#[cfg(unix)]
+mod perf_smoke;
+mod pywinrm;

@@ -1,0 +1,80 @@
+//! Independent-client check: pywinrm against the lab (see tests/pywinrm/check_lab.py).
+//!
+//! Needs a Python with pywinrm: `.venv/bin/python` (what .ci/run creates) or
+//! `EEMS_PYTHON`. Without one it skips with a message, unless EEMS_REQUIRE_PYWINRM is
+//! set (CI sets it, so a broken venv fails CI instead of passing silently).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use std::path::Path;
+
+use eems_lab::testkit::{fleet_from_toml, scratch, start_lab};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("EEMS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/python"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import winrm"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(candidate)
+}
+
+const FLEET: &str = r#"
+[org]
+name = "PyLab"
+[listener]
+http_port = 15985
+https_port = 15986
+[[server]]
+name = "PY01"
+address = "127.0.40.1"
+mitigations_applied = ["PING1"]
+[[server]]
+name = "PY02"
+address = "127.0.40.2"
+faults = { timed_out_polls = 2 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pywinrm_talks_to_the_lab() {
+    let Some(py) = python() else {
+        assert!(
+            std::env::var_os("EEMS_REQUIRE_PYWINRM").is_none(),
+            "EEMS_REQUIRE_PYWINRM is set but no Python with pywinrm was found"
+        );
+        eprintln!("skipped: no Python with pywinrm (.venv/bin/python or EEMS_PYTHON)");
+        return;
+    };
+    let dir = scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), "pywinrm");
+    let lab = start_lab(fleet_from_toml(FLEET), &dir).await;
+    let script = crate_dir().join("tests/pywinrm/check_lab.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(script)
+            .args(["127.0.40.1", "127.0.40.2", "15985", "15986"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = lab.log_records();
+    assert!(
+        log.iter().all(|r| !r.plaintext_soap || r.status >= 400),
+        "plaintext SOAP was processed"
+    );
+    lab.shutdown().await;
+}

@@ -1,0 +1,244 @@
+//! The `eems-scan` command line. Read top to bottom, this is the manual.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use eems_core::probe::DEFAULT_OCS_URL;
+
+use crate::transport::AuthKind;
+
+/// Check the Exchange Emergency Mitigation service (EEMS) on every Mailbox server of an
+/// Exchange organisation over WinRM, and write CSV/JSON/HTML reports for an audit.
+///
+/// One org-level query (Get-OrganizationConfig, Get-ExchangeServer) runs on one server;
+/// then a light, read-only probe runs on every Mailbox server concurrently: the
+/// MSExchangeMitigation service, the Exchange build, and whether the server reaches the
+/// mitigation endpoint through its own proxy. Verdicts use HealthChecker's labels.
+/// Saved scans can be re-rendered (`report`) and compared (`compare`) offline.
+///
+/// Exit status of `scan`: 0 all in-scope servers scanned and fine; 1 a warning or
+/// critical finding; 2 usage or input error; 3 a server could not be scanned; 130
+/// interrupted. `report` and `compare`: see their help.
+#[derive(Debug, Parser)]
+#[command(name = "eems-scan", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan the servers of an inventory (or of the whole organisation) and report.
+    Scan(ScanArgs),
+    /// Write an inventory of every Exchange server the organisation knows (Edge included).
+    Discover(DiscoverArgs),
+    /// Re-render a saved scan (its JSON report) as HTML and/or CSV, without contacting
+    /// any server: for audit re-exports.
+    ///
+    /// Exit status: 0 written; 2 the JSON cannot be read or a report cannot be written.
+    Report(ReportArgs),
+    /// Show what changed between two saved scans, per server, and whether each change is a
+    /// regression, an improvement or neutral (README "compare" lists the rules).
+    ///
+    /// Prints a table unless a report goes to stdout. Exit status: 0 no regression; 1 at
+    /// least one regression; 2 an input cannot be read or compared, or a report cannot be
+    /// written.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Server list: .csv (header; name required; address, port, role, site optional),
+    /// .txt (one name per line) or .json (array of objects with those fields).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "discover_from"
+    )]
+    pub inventory: Option<PathBuf>,
+
+    /// No inventory: ask this server for every Exchange server and scan them all.
+    #[arg(long, value_name = "SERVER", conflicts_with = "inventory")]
+    pub discover_from: Option<String>,
+
+    /// Run the org-level query here first (default: the first in-scope server). When it
+    /// fails, the next in-scope servers are tried, three in all.
+    #[arg(long, value_name = "NAME")]
+    pub org_server: Option<String>,
+
+    /// Servers probed at once.
+    #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// URL the servers fetch to test the pattern service (from each server, through its
+    /// own InternetWebProxy).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_OCS_URL)]
+    pub ocs_url: String,
+
+    /// Seconds the server waits for the pattern service.
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ocs_timeout: u64,
+
+    /// Stop connecting once authentication failed on this many servers, so a wrong
+    /// password cannot lock the account out across the fleet (0 = no guard).
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub max_auth_failures: usize,
+
+    /// Write the CSV report here (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<String>,
+
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+
+    /// Write the HTML fleet report here (`-` for stdout): one self-contained page with
+    /// the server matrix, per-server details and coverage, written when the scan ends.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
+    /// No progress bar (there is none anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Print nothing but errors (reports are still written).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Any Exchange server with the management tools.
+    #[arg(long, value_name = "SERVER")]
+    pub from: String,
+
+    /// Write the inventory CSV here (`-` for stdout).
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    pub out: String,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["html", "csv"])))]
+pub struct ReportArgs {
+    /// A JSON report written by `eems-scan scan --json`.
+    #[arg(value_name = "SCAN.json")]
+    pub scan: PathBuf,
+
+    /// Write the HTML fleet report here (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
+    /// Write the CSV report here (`-` for stdout), the same columns `scan --csv` writes.
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier scan's JSON report.
+    #[arg(value_name = "OLD.json")]
+    pub old: PathBuf,
+
+    /// The later scan's JSON report.
+    #[arg(value_name = "NEW.json")]
+    pub new: PathBuf,
+
+    /// Write the changes as CSV here (`-` for stdout): server, change, old, new, verdict.
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<String>,
+
+    /// Write the changes as JSON here (`-` for stdout), with both scans' times and the
+    /// counts.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+
+    /// Write the drift page here (`-` for stdout): the changes as a sortable table in the
+    /// style of the fleet report.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
+
+    /// Print nothing but errors (reports are still written; the exit status still tells).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How to reach and authenticate to the servers. The password is never an argument: it
+/// comes from EEMS_PASSWORD, --password-file, or a prompt.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectionArgs {
+    /// Account: DOMAIN\user, user@dns.domain, or a local user.
+    #[arg(short, long, value_name = "USER")]
+    pub user: String,
+
+    /// Read the password from this file (first line); it must not be readable by group or
+    /// others.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Authentication: ntlm (sealed over HTTP, what a stock server accepts), basic
+    /// (HTTPS only), kerberos (needs the `kerberos` feature), certificate (HTTPS only).
+    #[arg(long, value_enum, default_value = "ntlm")]
+    pub auth: AuthKind,
+
+    /// Use HTTPS (port 5986) instead of HTTP (5985).
+    #[arg(long)]
+    pub https: bool,
+
+    /// WinRM port for every server (an inventory `port` column wins).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Trust this CA (PEM) for the listeners' certificates.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify HTTPS certificates. For test labs only: anyone on the path can
+    /// impersonate the servers.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Client certificate (PEM) for --auth certificate.
+    #[arg(long, value_name = "PEM")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Client key (PEM) for --auth certificate.
+    #[arg(long, value_name = "PEM")]
+    pub client_key: Option<PathBuf>,
+
+    /// Seconds one server may take in all: connect, authenticate, run, poll, clean up.
+    #[arg(short, long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+
+    /// Seconds to wait for a TCP connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub connect_timeout: u64,
+
+    /// WS-Management OperationTimeout: how long one Receive poll may wait on the server.
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub operation_timeout: u64,
+}
+
+impl ConnectionArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+/// Whether the progress bar and colours make sense.
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,10 @@
+//! eems-scan, the command line: it reads the inventory (`eems_core::inventory`), asks the
+//! organisation once and probes every Mailbox server over WinRM ([`transport`], driven by
+//! [`scan`]), judges the facts with `eems_core::analysis`, and writes the reports
+//! ([`render`]). [`cli`] is the manual; [`app`] turns a parsed command line into a run.
+
+pub mod app;
+pub mod cli;
+pub mod render;
+pub mod scan;
+pub mod transport;

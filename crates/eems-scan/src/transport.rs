@@ -1,0 +1,765 @@
+//! Running one probe on one host over WinRM (winrm-rs 2.0.1), and naming what went wrong.
+//!
+//! The probe is driven step by step (open shell, start command, receive polls, close)
+//! instead of through `run_powershell_*`, for three reasons:
+//! - an error row must say at which stage it failed (connect, auth, shell, command);
+//! - the per-server deadline and the scan-wide cancellation must both end the command
+//!   and delete the shell (a dropped `Shell` leaks on the host until its idle timeout);
+//! - output is capped while it arrives, so an endless producer cannot grow our memory.
+//!
+//! A Command is never retried: once it may have reached the host it may be running.
+//! (winrm-rs's own `max_retries` only retries connection errors raised before anything
+//! was sent, which is safe, and is left at its default of 0.)
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eems_core::report::Stage;
+use tokio_util::sync::CancellationToken;
+use winrm_rs::{
+    AuthMethod, EncryptionMode, SecretString, WinrmClient, WinrmConfig, WinrmCredentials,
+    WinrmError,
+};
+
+/// How long clean-up (terminate signal, shell delete) may take after a deadline or an
+/// interruption. Best effort: the host reaps the shell after its idle timeout anyway.
+const CLEANUP_BOUND: Duration = Duration::from_secs(3);
+/// Quick empty polls before backing off. A Windows host long-polls Receive, so empty
+/// answers are rare; a host that answers empty at once must not make us spin.
+const QUICK_EMPTY_POLLS: u32 = 3;
+const POWERSHELL_EXE: &str = r"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe";
+
+/// Authentication scheme for the WinRM connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthKind {
+    /// NTLMv2; over HTTP the messages are sealed (a stock Exchange server accepts this).
+    Ntlm,
+    /// Basic: HTTPS only, local accounts only on the Windows side.
+    Basic,
+    /// Kerberos (needs the `kerberos` cargo feature and a ticket from kinit).
+    Kerberos,
+    /// TLS client certificate mapped to an account (HTTPS only).
+    Certificate,
+}
+
+/// A user name split the way NTLM needs it (winrm-rs puts both parts on the wire as given).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub domain: String,
+}
+
+impl Account {
+    /// `DOMAIN\user` → (user, DOMAIN); `user@dns.domain` → the UPN whole with an empty
+    /// domain (as Windows clients send a UPN); `user` → empty domain.
+    pub fn parse(s: &str) -> Result<Account, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("the user name is empty".into());
+        }
+        if let Some((domain, user)) = s.split_once('\\') {
+            if domain.is_empty() || user.is_empty() || user.contains('\\') {
+                return Err(format!("'{s}' is not of the form DOMAIN\\user"));
+            }
+            return Ok(Account {
+                user: user.into(),
+                domain: domain.into(),
+            });
+        }
+        Ok(Account {
+            user: s.into(),
+            domain: String::new(),
+        })
+    }
+
+    pub fn display(&self) -> String {
+        if self.domain.is_empty() {
+            self.user.clone()
+        } else {
+            format!("{}\\{}", self.domain, self.user)
+        }
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// Everything about the connection that is the same for every host of a scan.
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub https: bool,
+    /// `None`: 5985 for HTTP, 5986 for HTTPS (an inventory row may override per host).
+    pub port: Option<u16>,
+    pub auth: AuthKind,
+    pub account: Account,
+    /// Never printed: `SecretString` redacts itself in Debug.
+    pub password: SecretString,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// WS-Management OperationTimeout: how long one Receive may wait on the host.
+    pub operation_timeout_secs: u64,
+    /// Probe output above this is cut off and reported as an error.
+    pub max_output_bytes: usize,
+    /// Clients built so far, one per port, shared by every host on that port.
+    pub clients: ClientCache,
+}
+
+/// One `WinrmClient` per port, shared across hosts.
+///
+/// Building a client costs about 2.5 ms of CPU (reqwest and rustls set-up), two thirds
+/// of a whole probe; a fleet on one port needs only one. Hosts still never share a
+/// connection: winrm-rs pools connections, NTLM contexts and sealing keys per host, and
+/// the port is the only per-host setting a client carries.
+#[derive(Clone)]
+pub struct ClientCache {
+    clients: Arc<Mutex<HashMap<Option<u16>, Arc<WinrmClient>>>>,
+    /// Authentication retries left before any server accepted the credentials.
+    auth_retries: Arc<std::sync::atomic::AtomicUsize>,
+    /// Some server accepted the credentials during this scan.
+    auth_proven: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache {
+            clients: Arc::default(),
+            auth_retries: Arc::new(std::sync::atomic::AtomicUsize::new(
+                UNPROVEN_AUTH_RETRIES_PER_SCAN,
+            )),
+            auth_proven: Arc::default(),
+        }
+    }
+}
+
+impl ClientCache {
+    fn take_auth_retry(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.auth_retries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Whether a server of this scan has accepted the credentials. From then on a
+    /// rejected authentication cannot be a wrong password (a domain controller counts a
+    /// bad password only when it checks one), so it can neither lock the account out
+    /// nor needs the lockout guard.
+    pub fn auth_proven(&self) -> bool {
+        self.auth_proven.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Authentication failures retried per scan before any server accepted the credentials.
+/// Each such retry of a wrong password is one more bad attempt on the account, so this
+/// stays at one: the lockout guard's bound becomes `--max-auth-failures` + 1 attempts.
+const UNPROVEN_AUTH_RETRIES_PER_SCAN: usize = 1;
+/// Retries of a rejected authentication on one server once the credentials are proven.
+const PROVEN_AUTH_RETRIES_PER_HOST: u32 = 2;
+
+impl fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("https", &self.https)
+            .field("port", &self.port)
+            .field("auth", &self.auth)
+            .field("account", &self.account)
+            .field("password", &"<redacted>")
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportConfig {
+    /// Checks combinations Windows or winrm-rs would refuse, with a reason a user can act on.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.auth {
+            AuthKind::Basic if !self.https => Err(
+                "Basic authentication over HTTP would send the password and every SOAP body \
+                 in clear text, and Windows refuses it (AllowUnencrypted=false); use --https, \
+                 or NTLM (the default), which seals messages over HTTP"
+                    .into(),
+            ),
+            AuthKind::Basic if self.insecure => Err(
+                "Basic authentication with --insecure would hand the password to whoever \
+                 answers; trust the listener's CA with --ca-cert instead"
+                    .into(),
+            ),
+            AuthKind::Certificate if !self.https => {
+                Err("certificate authentication needs --https".into())
+            }
+            AuthKind::Certificate if self.client_cert.is_none() || self.client_key.is_none() => {
+                Err("certificate authentication needs --client-cert and --client-key".into())
+            }
+            AuthKind::Kerberos if !cfg!(feature = "kerberos") => {
+                Err("this build has no Kerberos support; rebuild with `--features kerberos`".into())
+            }
+            _ if self.insecure && self.ca_cert.is_some() => {
+                Err("--insecure and --ca-cert contradict each other; choose one".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn client_for(&self, port: Option<u16>) -> Result<Arc<WinrmClient>, WinrmError> {
+        let key = port.or(self.port);
+        let mut cache = self
+            .clients
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = Arc::new(self.build_client(key)?);
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn build_client(&self, port: Option<u16>) -> Result<WinrmClient, WinrmError> {
+        let base = if self.https {
+            WinrmConfig::https()
+        } else {
+            WinrmConfig::http()
+        };
+        let auth_method = match self.auth {
+            AuthKind::Ntlm => AuthMethod::Ntlm,
+            AuthKind::Basic => AuthMethod::Basic,
+            AuthKind::Kerberos => kerberos_method(),
+            AuthKind::Certificate => AuthMethod::Certificate,
+        };
+        let read_pem = |p: &Option<PathBuf>| -> Result<Option<String>, WinrmError> {
+            match p {
+                None => Ok(None),
+                Some(p) => std::fs::read_to_string(p).map(Some).map_err(|e| {
+                    WinrmError::AuthFailed(format!("cannot read {}: {e}", p.display()))
+                }),
+            }
+        };
+        // NTLM/Kerberos over HTTPS are sealed inside TLS too. Unsealed, winrm-rs 2.0.1
+        // re-authenticates every request, and its pool can send the AUTHENTICATE on
+        // another connection than the NEGOTIATE, which Windows (and the lab) refuse
+        // with 401. Sealed, each connection authenticates once and keeps its context;
+        // Windows accepts sealed bodies over HTTPS.
+        let encryption = match self.auth {
+            AuthKind::Ntlm | AuthKind::Kerberos if self.https => EncryptionMode::Always,
+            _ => EncryptionMode::Auto,
+        };
+        let config = WinrmConfig {
+            port,
+            auth_method,
+            accept_invalid_certs: self.insecure,
+            connect_timeout_secs: self.connect_timeout.as_secs().max(1),
+            operation_timeout_secs: self.operation_timeout_secs.max(1),
+            encryption,
+            max_output_bytes: Some(self.max_output_bytes),
+            client_cert_pem: read_pem(&self.client_cert)?,
+            client_key_pem: read_pem(&self.client_key)?,
+            user_agent: Some(concat!("eems-scan/", env!("CARGO_PKG_VERSION")).into()),
+            ..base
+        };
+        let creds = WinrmCredentials {
+            username: self.account.user.clone(),
+            password: self.password.clone(),
+            domain: self.account.domain.clone(),
+        };
+        let mut builder = WinrmClient::builder(config).credentials(creds);
+        if let Some(ca) = &self.ca_cert {
+            builder = builder.add_root_certificates_pem(ca.clone());
+        }
+        builder.build()
+    }
+}
+
+#[cfg(feature = "kerberos")]
+fn kerberos_method() -> AuthMethod {
+    AuthMethod::Kerberos
+}
+#[cfg(not(feature = "kerberos"))]
+fn kerberos_method() -> AuthMethod {
+    // validate() refuses Kerberos in this build; NTLM is never reached through here.
+    AuthMethod::Ntlm
+}
+
+/// One host to probe: the name from the inventory, where to connect, and its port.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// Address or DNS name handed to the client (bare: no scheme, port or path).
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// The cause of a failure, in the few classes an admin acts on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    ConnectionRefused,
+    Dns,
+    Tls,
+    Timeout,
+    Auth,
+    ConnectionDropped,
+    Http,
+    WinrmFault,
+    OutputTooLarge,
+    ScriptFailed,
+    BadOutput,
+    Interrupted,
+    Other,
+}
+
+/// A probe that could not be done, with what happened in plain words.
+#[derive(Debug, Clone)]
+pub struct ProbeError {
+    pub stage: Stage,
+    pub kind: FailureKind,
+    pub message: String,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (stage {}, after {:.1} s)",
+            self.message,
+            self.stage.as_str(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// What a finished probe printed.
+#[derive(Debug, Clone)]
+pub struct ProbeOutput {
+    pub stdout: String,
+    /// Decoded stderr (CLIXML already turned into text by winrm-rs).
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub elapsed: Duration,
+}
+
+/// Why the run stopped early, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Deadline,
+    Cancelled,
+}
+
+/// Runs `script` on `target` within `deadline`, ending early (with clean-up) when `cancel`
+/// fires. The client is shared per port ([`ClientCache`]); winrm-rs keeps connections and
+/// NTLM contexts per host, so the handshake is done once per host on a kept-alive
+/// connection.
+pub async fn run_probe(
+    cfg: &TransportConfig,
+    target: &Target,
+    script: &str,
+    deadline: Duration,
+    cancel: &CancellationToken,
+) -> Result<ProbeOutput, ProbeError> {
+    let start = Instant::now();
+    let until = tokio::time::Instant::now() + deadline;
+    let fail = |stage: Stage, kind: FailureKind, message: String| ProbeError {
+        stage,
+        kind,
+        message,
+        elapsed: start.elapsed(),
+    };
+    let stopped = |stage: Stage, why: Stop| match why {
+        Stop::Deadline => fail(
+            stage,
+            FailureKind::Timeout,
+            format!("timeout after {} s", deadline.as_secs()),
+        ),
+        Stop::Cancelled => fail(stage, FailureKind::Interrupted, "interrupted".into()),
+    };
+
+    let client = cfg
+        .client_for(target.port)
+        .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
+
+    // Opening the shell is the first request: TCP, TLS and authentication happen here.
+    //
+    // winrm-rs 2.0.1 can send the first sealed request (this Create) on a pooled
+    // connection other than the one it just authenticated: a connect hyper started during
+    // the handshake lands in the pool after the handshake has locked it. The server
+    // answers 401 without running anything. In the lab with 20 ms of latency this hits
+    // about half the handshakes of a lone probe (the org query) and almost none under
+    // concurrency; each retry is a new handshake with the same odds. A Create is safe to
+    // send again (nothing ran; a Command is never resent).
+    let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    let mut auth_retries = 0;
+    for pause_ms in [0, 10, 50, 100, 200] {
+        let retry = match &opened {
+            Ok(Err(e)) if is_stale_context(e) => true,
+            // The same race one step earlier: the AUTHENTICATE goes out on a connection
+            // other than the one that got the CHALLENGE, and the server refuses it as it
+            // refuses a wrong password. The client cannot tell the two apart. Once the
+            // credentials are proven the retry is harmless; before that it is one more
+            // bad attempt if the password is wrong, so only one per scan.
+            Ok(Err(WinrmError::AuthFailed(_))) => {
+                auth_retries += 1;
+                if cfg.clients.auth_proven() {
+                    auth_retries <= PROVEN_AUTH_RETRIES_PER_HOST
+                } else {
+                    auth_retries == 1 && cfg.clients.take_auth_retry()
+                }
+            }
+            _ => false,
+        };
+        if !retry {
+            break;
+        }
+        tracing::debug!(server = %target.name, "Create refused on a fresh connection; retrying");
+        // A rejected authentication waits longer: back-to-back handshakes race alike.
+        let pause_ms = match &opened {
+            Ok(Err(WinrmError::AuthFailed(_))) => pause_ms.max(100),
+            _ => pause_ms,
+        };
+        if bounded(
+            until,
+            cancel,
+            tokio::time::sleep(Duration::from_millis(pause_ms)),
+        )
+        .await
+        .is_err()
+        {
+            break;
+        }
+        opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    }
+    let shell = match opened {
+        Err(why) => return Err(stopped(Stage::Connect, why)),
+        Ok(Err(e)) => {
+            let (kind, msg) = classify(&e, cfg);
+            let stage = match kind {
+                FailureKind::ConnectionRefused | FailureKind::Dns | FailureKind::Tls => {
+                    Stage::Connect
+                }
+                FailureKind::Auth => Stage::Auth,
+                FailureKind::Timeout if !matches!(e, WinrmError::Soap(_)) => Stage::Connect,
+                _ => Stage::Shell,
+            };
+            return Err(fail(stage, kind, msg));
+        }
+        Ok(Ok(shell)) => {
+            cfg.clients
+                .auth_proven
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            shell
+        }
+    };
+
+    let result = drive_command(&shell, script, until, cancel, cfg).await;
+    // Close on every path. After a stop the host may still be busy: bound the clean-up.
+    let cleanup_until = tokio::time::Instant::now() + CLEANUP_BOUND;
+    if let Err((_, _, Some(command_id))) = &result {
+        let _ = tokio::time::timeout_at(
+            cleanup_until,
+            client.signal_terminate(&target.host, shell.shell_id(), command_id),
+        )
+        .await;
+    }
+    match tokio::time::timeout_at(cleanup_until, shell.close()).await {
+        Ok(Err(e)) => tracing::debug!(server = %target.name, error = %e, "shell delete failed"),
+        Err(_) => tracing::debug!(server = %target.name, "shell delete timed out"),
+        Ok(Ok(())) => {}
+    }
+
+    match result {
+        Ok(out) => Ok(ProbeOutput {
+            stdout: String::from_utf8_lossy(&out.0).into_owned(),
+            stderr: String::from_utf8_lossy(&out.1).into_owned(),
+            exit_code: out.2,
+            elapsed: start.elapsed(),
+        }),
+        Err((Failure::Stopped(why), stage, _)) => Err(stopped(stage, why)),
+        Err((Failure::Error(kind, msg), stage, _)) => Err(fail(stage, kind, msg)),
+    }
+}
+
+enum Failure {
+    Stopped(Stop),
+    Error(FailureKind, String),
+}
+
+type Collected = (Vec<u8>, Vec<u8>, Option<i32>);
+
+/// Starts the command and polls until Done. On failure also returns the command id (when
+/// there is one) so the caller can send the terminate signal.
+async fn drive_command(
+    shell: &winrm_rs::Shell<'_>,
+    script: &str,
+    until: tokio::time::Instant,
+    cancel: &CancellationToken,
+    cfg: &TransportConfig,
+) -> Result<Collected, (Failure, Stage, Option<String>)> {
+    let encoded = winrm_rs::encode_powershell_command(script);
+    let args = [
+        "-NoProfile",
+        "-NonInteractive",
+        "-EncodedCommand",
+        encoded.as_str(),
+    ];
+    let command_id = match bounded(until, cancel, shell.start_command(POWERSHELL_EXE, &args)).await
+    {
+        Err(why) => return Err((Failure::Stopped(why), Stage::Command, None)),
+        Ok(Err(e)) => {
+            let (kind, msg) = classify(&e, cfg);
+            return Err((Failure::Error(kind, msg), Stage::Command, None));
+        }
+        Ok(Ok(id)) => id,
+    };
+
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut empty_polls = 0u32;
+    loop {
+        let polled = match bounded(until, cancel, shell.receive_next(&command_id)).await {
+            Err(why) => return Err((Failure::Stopped(why), Stage::Command, Some(command_id))),
+            Ok(Err(e)) => {
+                let (kind, msg) = classify(&e, cfg);
+                return Err((Failure::Error(kind, msg), Stage::Command, Some(command_id)));
+            }
+            Ok(Ok(o)) => o,
+        };
+        let got_something = !polled.stdout.is_empty() || !polled.stderr.is_empty();
+        stdout.extend_from_slice(&polled.stdout);
+        stderr.extend_from_slice(&polled.stderr);
+        if stdout.len() + stderr.len() > cfg.max_output_bytes {
+            let msg = format!(
+                "the probe printed more than {} KiB; output cut off (is something on the \
+                 host writing to the console without end?)",
+                cfg.max_output_bytes / 1024
+            );
+            return Err((
+                Failure::Error(FailureKind::OutputTooLarge, msg),
+                Stage::Command,
+                Some(command_id),
+            ));
+        }
+        if polled.done {
+            return Ok((stdout, stderr, polled.exit_code));
+        }
+        if got_something {
+            empty_polls = 0;
+        } else {
+            empty_polls += 1;
+            if empty_polls > QUICK_EMPTY_POLLS {
+                let pause = Duration::from_millis(100 * u64::from(empty_polls.min(20)));
+                if let Err(why) = bounded(until, cancel, tokio::time::sleep(pause)).await {
+                    return Err((Failure::Stopped(why), Stage::Command, Some(command_id)));
+                }
+            }
+        }
+    }
+}
+
+/// A 401 to a sealed request: the connection it went out on had no NTLM context.
+fn is_stale_context(e: &WinrmError) -> bool {
+    matches!(e, WinrmError::Ntlm(n) if n.to_string().contains("401 to a sealed"))
+}
+
+/// Awaits `fut` unless the deadline passes or the scan is cancelled first.
+async fn bounded<F: std::future::Future>(
+    until: tokio::time::Instant,
+    cancel: &CancellationToken,
+    fut: F,
+) -> Result<F::Output, Stop> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Stop::Cancelled),
+        r = tokio::time::timeout_at(until, fut) => r.map_err(|_| Stop::Deadline),
+    }
+}
+
+fn client_setup_message(e: &WinrmError) -> String {
+    format!("cannot set up the WinRM client: {e}")
+}
+
+/// Turns a winrm-rs error into a class and a sentence an admin can act on.
+pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) {
+    match e {
+        WinrmError::Http(re) => {
+            let chain = error_chain(re);
+            let lower = chain.to_ascii_lowercase();
+            let port = cfg.port.unwrap_or(if cfg.https { 5986 } else { 5985 });
+            let dropped = [
+                "close_notify",
+                "unexpected eof",
+                "unexpected-eof",
+                "connection closed",
+                "connection reset",
+                "reset by peer",
+                "incomplete",
+                "broken pipe",
+            ];
+            if dropped.iter().any(|d| lower.contains(d)) {
+                (
+                    FailureKind::ConnectionDropped,
+                    format!("the server dropped the connection mid-response ({chain})"),
+                )
+            } else if lower.contains("certificate")
+                || lower.contains("handshake")
+                || lower.contains("tls")
+            {
+                (
+                    FailureKind::Tls,
+                    format!(
+                        "TLS: the listener's certificate was not accepted ({chain}); pass the issuing CA with --ca-cert"
+                    ),
+                )
+            } else if lower.contains("connection refused") {
+                (
+                    FailureKind::ConnectionRefused,
+                    format!(
+                        "connection refused: nothing listens on the WinRM port (is WinRM enabled, is {port} the right port, is a firewall in the way?)"
+                    ),
+                )
+            } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve")
+            {
+                (
+                    FailureKind::Dns,
+                    format!("DNS: the server name does not resolve ({chain})"),
+                )
+            } else if re.is_timeout() {
+                (FailureKind::Timeout, format!("no answer in time ({chain})"))
+            } else if re.is_connect() {
+                (
+                    FailureKind::ConnectionRefused,
+                    format!("cannot connect: {chain}"),
+                )
+            } else if let Some(status) = re.status() {
+                (
+                    FailureKind::Http,
+                    format!("HTTP {status} from the WinRM listener ({chain})"),
+                )
+            } else {
+                (FailureKind::Http, format!("HTTP: {chain}"))
+            }
+        }
+        WinrmError::AuthFailed(m) => (
+            FailureKind::Auth,
+            format!(
+                "authentication failed for {}: {m} (check the user name, the password and \
+                 that the account may use WinRM on this server)",
+                cfg.account.display()
+            ),
+        ),
+        WinrmError::Ntlm(n) => {
+            let text = n.to_string();
+            // winrm-rs reports any unsealed answer to a sealed request as an NTLM error;
+            // an HTTP error status there is the server failing, not the credentials.
+            match text.find("HTTP ") {
+                Some(at) if text.contains("without sealing") => (
+                    FailureKind::Http,
+                    format!(
+                        "the WinRM listener answered {} instead of a sealed reply (the \
+                         WinRM service failed on the server; see its event log)",
+                        &text[at..]
+                    ),
+                ),
+                _ => (
+                    FailureKind::Auth,
+                    format!("authentication failed (NTLM): {text}"),
+                ),
+            }
+        }
+        WinrmError::Soap(s) => {
+            let text = s.to_string();
+            if text.contains("TimedOut") {
+                (FailureKind::Timeout, format!("WinRM: {text}"))
+            } else if text.contains("500") && text.to_ascii_lowercase().contains("empty") {
+                (
+                    FailureKind::Http,
+                    format!("HTTP 500 with an empty body from the WinRM listener ({text})"),
+                )
+            } else {
+                (FailureKind::WinrmFault, format!("WinRM fault: {text}"))
+            }
+        }
+        WinrmError::Timeout(s) => (FailureKind::Timeout, format!("timeout after {s} s")),
+        WinrmError::Transfer(m) => (FailureKind::OutputTooLarge, format!("output cut off: {m}")),
+        WinrmError::Cancelled => (FailureKind::Interrupted, "interrupted".into()),
+        other => (FailureKind::Other, other.to_string()),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+        if parts.len() > 8 {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_user_names_as_ntlm_needs_them() {
+        let a = Account::parse(r"LAB\administrator").unwrap();
+        assert_eq!(
+            (a.user.as_str(), a.domain.as_str()),
+            ("administrator", "LAB")
+        );
+        let a = Account::parse("admin@lab.local").unwrap();
+        assert_eq!(
+            (a.user.as_str(), a.domain.as_str()),
+            ("admin@lab.local", "")
+        );
+        let a = Account::parse("admin").unwrap();
+        assert_eq!((a.user.as_str(), a.domain.as_str()), ("admin", ""));
+        assert!(Account::parse(r"\admin").is_err());
+        assert!(Account::parse(r"LAB\").is_err());
+        assert!(Account::parse(r"A\B\C").is_err());
+        assert!(Account::parse("  ").is_err());
+    }
+
+    fn cfg(auth: AuthKind, https: bool) -> TransportConfig {
+        TransportConfig {
+            https,
+            port: None,
+            auth,
+            account: Account::parse(r"LAB\a").unwrap(),
+            password: SecretString::from("sentinel-pw".to_string()),
+            ca_cert: None,
+            insecure: false,
+            client_cert: None,
+            client_key: None,
+            connect_timeout: Duration::from_secs(5),
+            operation_timeout_secs: 20,
+            max_output_bytes: 1 << 22,
+            clients: ClientCache::default(),
+        }
+    }
+
+    #[test]
+    fn basic_over_http_is_refused_with_a_reason() {
+        let e = cfg(AuthKind::Basic, false).validate().unwrap_err();
+        assert!(e.contains("--https"), "{e}");
+        assert!(cfg(AuthKind::Basic, true).validate().is_ok());
+        assert!(cfg(AuthKind::Ntlm, false).validate().is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let text = format!("{:?}", cfg(AuthKind::Ntlm, false));
+        assert!(!text.contains("sentinel-pw"), "{text}");
+    }
+}

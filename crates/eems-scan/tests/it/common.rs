@@ -1,0 +1,71 @@
+//! Shared set-up for the integration tests: the lab's test kit, and the real `eems-scan`
+//! binary run against it as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use eems_lab::testkit::{
+    self, PASSWORD, USER, demo_fleet, fleet_from_toml, fleet_toml, start_lab,
+};
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    testkit::scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+}
+
+/// Runs the `eems-scan` binary with the password in EEMS_PASSWORD (never an argument).
+pub async fn eems_scan(args: &[&str], password: &str) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+            .args(&args)
+            .env("EEMS_PASSWORD", password)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+pub fn report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+pub fn row<'a>(report: &'a serde_json::Value, server: &str) -> &'a serde_json::Value {
+    report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["server"] == server)
+        .unwrap_or_else(|| panic!("no row for {server}"))
+}
+
+/// Runs `eems-scan scan` on the lab's inventory with JSON/CSV into `dir`; extra args after.
+pub async fn scan_lab(dir: &Path, password: &str, extra: &[&str]) -> (Output, serde_json::Value) {
+    let inv = dir.join("inventory.csv");
+    let json = dir.join("out.json");
+    let csv = dir.join("out.csv");
+    let mut args = vec![
+        "scan",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--user",
+        USER,
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = eems_scan(&args, password).await;
+    let rep = if json.exists() {
+        report(&json)
+    } else {
+        serde_json::Value::Null
+    };
+    (out, rep)
+}

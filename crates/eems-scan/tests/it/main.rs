@@ -1,0 +1,9 @@
+//! eems-scan integration tests: the real binary against the lab, as an admin runs it.
+
+mod clixml;
+mod common;
+mod golden;
+mod reliability;
+mod report_cli;
+mod scan_lab;
+mod side_by_side;

@@ -1,0 +1,597 @@
+//! Reliability and safety of a fleet scan against the lab: faults, the lockout guard,
+//! interruption, bounded output, credential hygiene, transport safety and injection.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn servers(prefix: &str, octet: u8, n: usize, extra: &str) -> Vec<(String, String, String)> {
+    (1..=n)
+        .map(|i| {
+            (
+                format!("{prefix}{i:02}"),
+                format!("127.0.{octet}.{i}"),
+                extra.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Healthy rows minus what legitimately varies between runs.
+fn comparable(row: &Value) -> Value {
+    let mut r = row.clone();
+    r.as_object_mut().unwrap().remove("duration_ms");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_every_server_once_with_the_right_cause() {
+    // 60 servers: 10% down, 10% hang, 5% wrong password, 5% garbage, 5% HTTP 500,
+    // 5% dropped mid-response, 5% timed-out polls, the rest healthy.
+    let kinds: &[(&str, usize, &str)] = &[
+        ("DOWN", 6, "faults = { down = true }"),
+        ("HANG", 6, "faults = { hang = true }"),
+        ("AUTH", 3, "faults = { wrong_password = true }"),
+        ("JUNK", 3, "faults = { garbage = true }"),
+        ("E500", 3, "faults = { http500 = true }"),
+        ("DROP", 3, "faults = { drop_mid_response = true }"),
+        ("SLOW", 3, "faults = { timed_out_polls = 2 }"),
+        ("GOOD", 33, ""),
+    ];
+    let mut all = Vec::new();
+    let mut healthy = Vec::new();
+    for (octet, (prefix, n, extra)) in (41u8..).zip(kinds) {
+        let list = servers(prefix, octet, *n, extra);
+        if *prefix == "GOOD" || *prefix == "SLOW" {
+            healthy.extend(list.iter().cloned());
+        }
+        all.extend(list);
+    }
+    assert_eq!(all.len(), 60);
+    let timeout = 6u64;
+    let args = [
+        "--timeout",
+        "6",
+        "--operation-timeout",
+        "1",
+        "--max-auth-failures",
+        "0",
+        "--org-server",
+        "GOOD01",
+    ];
+
+    // Fault-free baseline: the healthy servers alone.
+    let dir_ok = scratch("matrix-baseline");
+    let lab_ok = start_lab(fleet_from_toml(&fleet_toml("", &healthy)), &dir_ok).await;
+    let t0 = Instant::now();
+    let (out_ok, base) = scan_lab(&dir_ok, PASSWORD, &args).await;
+    let healthy_wall = t0.elapsed();
+    assert_eq!(
+        out_ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out_ok.stderr)
+    );
+    lab_ok.shutdown().await;
+
+    let dir = scratch("matrix");
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &all)), &dir).await;
+    let t0 = Instant::now();
+    let (out, rep) = scan_lab(&dir, PASSWORD, &args).await;
+    let wall = t0.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rows = rep["servers"].as_array().unwrap();
+    assert_eq!(rows.len(), 60, "every server exactly once");
+    let mut names: Vec<&str> = rows.iter().map(|r| s(&r["server"])).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 60);
+
+    let expect_error = |prefix: &str, stage: &str, words: &str| {
+        for r in rows.iter().filter(|r| s(&r["server"]).starts_with(prefix)) {
+            assert_eq!(s(&r["status"]), "error", "{r}");
+            assert_eq!(s(&r["error_stage"]), stage, "{r}");
+            assert!(s(&r["error"]).contains(words), "{prefix}: {r}");
+        }
+    };
+    expect_error("DOWN", "connect", "connection refused");
+    expect_error("HANG", "connect", &format!("timeout after {timeout} s"));
+    expect_error("AUTH", "auth", "authentication failed");
+    expect_error("JUNK", "parse", "no EEMS-PROBE-RESULT line");
+    expect_error("E500", "shell", "500");
+    expect_error("DROP", "command", "dropped the connection");
+    for r in rows
+        .iter()
+        .filter(|r| s(&r["server"]).starts_with("SLOW") || s(&r["server"]).starts_with("GOOD"))
+    {
+        let name = s(&r["server"]);
+        let b = row(&base, name);
+        assert_eq!(
+            comparable(r),
+            comparable(b),
+            "{name} differs from the fault-free run"
+        );
+    }
+
+    let bound = Duration::from_secs(timeout) + healthy_wall + Duration::from_secs(3);
+    println!(
+        "fault matrix: 60 servers, wall {:.2} s, bound {:.2} s (timeout {timeout} s + healthy-only run {:.2} s + 3 s slack)",
+        wall.as_secs_f64(),
+        bound.as_secs_f64(),
+        healthy_wall.as_secs_f64()
+    );
+    assert!(
+        wall <= bound,
+        "hung servers held the scan: {wall:?} > {bound:?}"
+    );
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_guard_stops_after_k_authentication_failures() {
+    let dir = scratch("lockout");
+    let list = servers("LK", 50, 12, "");
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    // Every server rejects this password; with -j 1 the order is deterministic.
+    let (out, rep) = scan_lab(&dir, "not-the-password", &["-j", "1", "--timeout", "30"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let rows = rep["servers"].as_array().unwrap();
+    assert_eq!(rows.len(), 12);
+    let guarded: Vec<&Value> = rows
+        .iter()
+        .filter(|r| {
+            s(&r["error"])
+                .contains("not attempted: authentication failed on 3 servers (lockout guard)")
+        })
+        .collect();
+    // The org phase tried 3 servers and failed on each: that already trips the guard.
+    assert_eq!(guarded.len(), 12, "{rows:#?}");
+    assert!(s(&guarded[0]["error"]).contains("check the user name and password"));
+    let auth_attempts = lab
+        .log_records()
+        .iter()
+        .filter(|r| r.step == "rejected")
+        .count();
+    assert!(
+        auth_attempts <= 3 * 2,
+        "{auth_attempts} rejected authentications"
+    );
+    assert!(
+        s(&rep["organization"]["error"]).contains("authentication failed"),
+        "{}",
+        rep["organization"]
+    );
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_guard_off_tries_every_server() {
+    let dir = scratch("lockout-off");
+    let list = servers("LO", 51, 6, "");
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let (_, rep) = scan_lab(
+        &dir,
+        "not-the-password",
+        &["--max-auth-failures", "0", "--timeout", "30"],
+    )
+    .await;
+    let rows = rep["servers"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| s(&r["error"]).contains("authentication failed for")),
+        "{rows:#?}"
+    );
+    lab.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_writes_reports_with_unfinished_servers_interrupted() {
+    let dir = scratch("interrupt");
+    let mut list = servers("QK", 52, 3, "");
+    // Servers that run long: their shells are open when the interrupt comes.
+    list.extend(servers("LONG", 53, 6, "faults = { exec_ms = 60000 }"));
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let json = dir.join("out.json");
+    let csv = dir.join("out.csv");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+        .args([
+            "scan",
+            "--inventory",
+            dir.join("inventory.csv").to_str().unwrap(),
+            "--user",
+            USER,
+        ])
+        .args([
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "-j",
+            "4",
+        ])
+        .args(["--operation-timeout", "1", "--timeout", "120"])
+        .env("EEMS_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Wait until long commands are running on the lab.
+    let t0 = Instant::now();
+    while lab.open_shells() < 3 && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lab.open_shells() >= 3, "long probes never started");
+    let sent = Instant::now();
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?} to stop");
+    let rep = report(&json);
+    assert_eq!(rep["interrupted"], true);
+    let rows = rep["servers"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "every server has a row");
+    for r in rows.iter().filter(|r| s(&r["server"]).starts_with("LONG")) {
+        assert!(s(&r["error"]).contains("interrupted"), "{r}");
+    }
+    let csv_rows = csv::Reader::from_path(&csv).unwrap().records().count();
+    assert_eq!(csv_rows, 9);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lab.open_shells(), 0, "in-flight shells were not closed");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_report_path_is_refused_before_any_connection() {
+    let dir = scratch("unwritable");
+    let lab = start_lab(
+        fleet_from_toml(&fleet_toml("", &servers("UW", 54, 2, ""))),
+        &dir,
+    )
+    .await;
+    let inv = dir.join("inventory.csv");
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--csv",
+            "/nonexistent-eems/x.csv",
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-eems/x.csv"));
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--json",
+            inv.to_str().unwrap(),
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overwrite the input"));
+    assert!(lab.log_records().is_empty(), "a server was contacted");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_output_is_cut_off_and_memory_stays_flat() {
+    let dir = scratch("endless");
+    let mut list = servers("EN", 55, 1, "faults = { endless_output = true }");
+    list.extend(servers("OK", 56, 1, ""));
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "60", "--org-server", "OK01"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let r = row(&rep, "EN01");
+    assert!(s(&r["error"]).contains("cut off"), "{r}");
+    assert_eq!(s(&row(&rep, "OK01")["status"]), "ok");
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    // ru_maxrss is in KiB on Linux: the largest child so far, this scanner included.
+    println!("peak RSS of child processes: {} KiB", usage.ru_maxrss);
+    assert!(
+        usage.ru_maxrss < 100 * 1024,
+        "peak RSS {} KiB",
+        usage.ru_maxrss
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lab.open_shells(), 0);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_appears_nowhere() {
+    const SENTINEL: &str = "S3ntinel-Pw-7f3a9c";
+    let dir = scratch("sentinel");
+    let mut list = servers("SN", 57, 2, "");
+    list.extend(servers("SX", 58, 1, "faults = { wrong_password = true }"));
+    list.extend(servers("SD", 59, 1, "faults = { down = true }"));
+    let mut toml = fleet_toml("", &list);
+    toml.push_str(&format!(
+        "[[account]]\ndomain = \"LAB\"\nuser = \"administrator\"\npassword = \"{SENTINEL}\"\n"
+    ));
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    let (out, rep) = scan_lab(&dir, SENTINEL, &["-vvv", "--timeout", "30"]).await;
+    assert_eq!(s(&row(&rep, "SN01")["status"]), "ok", "{rep}");
+    let mut haystacks = vec![
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+    ];
+    for f in ["out.json", "out.csv", "lab.jsonl"] {
+        haystacks.push((f, std::fs::read_to_string(dir.join(f)).unwrap_or_default()));
+    }
+    assert!(haystacks[1].1.len() > 1000, "-vvv produced no trace output");
+    for (name, text) in &haystacks {
+        assert!(!text.contains(SENTINEL), "the password leaked into {name}");
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
+    let dir = scratch("wrong-ca");
+    let lab = start_lab(
+        fleet_from_toml(&fleet_toml("", &servers("TL", 60, 2, ""))),
+        &dir,
+    )
+    .await;
+    // A CA that did not issue the listeners' certificates: another lab's.
+    let other_dir = scratch("wrong-ca-other");
+    let other = start_lab(
+        fleet_from_toml(&fleet_toml("", &servers("OT", 61, 1, ""))),
+        &other_dir,
+    )
+    .await;
+    let inv = dir.join("inventory-noport.csv");
+    let json = dir.join("out.json");
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--https",
+            "--ca-cert",
+            other_dir.join("ca.pem").to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let rep = report(&json);
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(s(&r["error_stage"]), "connect", "{r}");
+        assert!(s(&r["error"]).starts_with("TLS"), "{r}");
+    }
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--https",
+            "--insecure",
+            "--timeout",
+            "30",
+        ],
+        PASSWORD,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("--insecure").count(), 1, "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Basic over HTTP is refused with an explanation, before any connection.
+    let before = lab.log_records().len();
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--auth",
+            "basic",
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clear text"));
+    assert_eq!(lab.log_records().len(), before);
+    other.shutdown().await;
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_proxy_and_site_reach_the_host_as_inert_literals() {
+    let dir = scratch("inject");
+    let hostiles = [
+        "http://p.lab:8080/'; Stop-Computer; '",
+        "http://p.lab:8080/$(Remove-Item C:\\ -Recurse)",
+        "http://p.lab:8080/`whoami`;x",
+        "http://p.lab:8080/\n$Proxy = 'http://evil'",
+        "http://p.lab:8080/\u{2019}; evil \u{00e9}\u{4e2d}",
+    ];
+    let list: Vec<(String, String, String)> = hostiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let p = toml::Value::String(p.to_string()).to_string();
+            let site = toml::Value::String(format!("Site'; $(evil{i}) `x`")).to_string();
+            (
+                format!("IN{i:02}"),
+                format!("127.0.62.{}", i + 1),
+                format!("internet_web_proxy = {p}\nproxy_required = true\nsite = {site}"),
+            )
+        })
+        .collect();
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "10"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{rep}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, p) in hostiles.iter().enumerate() {
+        let r = row(&rep, &format!("IN{i:02}"));
+        // The lab answers 200 only when the script's $Proxy literal is exactly this value.
+        assert_eq!(r["pattern_service"], "200 - Reachable", "{r}");
+        assert_eq!(s(&r["ocs_proxy"]), *p);
+    }
+    assert!(
+        lab.log_records()
+            .iter()
+            .all(|r| !r.note.as_deref().unwrap_or("").contains("parse error"))
+    );
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_is_never_an_argument_and_a_loose_password_file_is_refused() {
+    let dir = scratch("pw-arg");
+    std::fs::write(dir.join("inv.txt"), "EX01\n").unwrap();
+    let inv = dir.join("inv.txt");
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--password",
+            "x",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a --password flag must not exist"
+    );
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = eems_scan(
+            &[
+                "scan",
+                "-i",
+                inv.to_str().unwrap(),
+                "-u",
+                USER,
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    }
+    // No password at all, no terminal: a clear refusal, not a hang.
+    let out = eems_scan(&["scan", "-i", inv.to_str().unwrap(), "-u", USER], "").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EEMS_PASSWORD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_level_failures_reach_every_row() {
+    // Get-OrganizationConfig throws: HealthChecker's red "Failed to query config".
+    let dir = scratch("org-error");
+    let toml = fleet_toml(
+        "error = \"The operation couldn't be performed because object 'x' couldn't be found\"",
+        &servers("OE", 63, 2, ""),
+    );
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(s(&r["status"]), "critical", "{r}");
+        assert_eq!(s(&r["eems_state"]), "Failed to query config");
+        assert!(
+            r["findings"].to_string().contains("couldn't be found"),
+            "{r}"
+        );
+        // The host probe's data is still there.
+        assert_eq!(s(&r["service_check"]), "Running");
+    }
+    assert!(s(&rep["organization"]["error"]).contains("couldn't be found"));
+    lab.shutdown().await;
+
+    // Get-ExchangeServer throws: server-level settings unknown, never read as "Disabled".
+    let dir = scratch("servers-error");
+    let toml = fleet_toml(
+        "servers_error = \"Active Directory server is not available\"",
+        &servers("SE", 64, 2, ""),
+    );
+    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(s(&r["status"]), "error", "{r}");
+        assert!(s(&r["error"]).contains("Get-ExchangeServer failed"), "{r}");
+        assert!(s(&r["error"]).contains("not available"), "{r}");
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_after_the_credentials_are_proven_do_not_trip_the_guard() {
+    // The password is right (the first server accepts it); five servers refuse this
+    // account. That cannot lock the account out, so every one is tried and reported.
+    let dir = scratch("lockout-proven");
+    let mut list = servers("PV", 65, 1, "");
+    list.extend(servers("PX", 66, 5, "faults = { wrong_password = true }"));
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["-j", "1", "--timeout", "10"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(s(&row(&rep, "PV01")["status"]), "ok");
+    for i in 1..=5 {
+        let r = row(&rep, &format!("PX{i:02}"));
+        assert!(s(&r["error"]).contains("authentication failed for"), "{r}");
+        assert!(!s(&r["error"]).contains("lockout guard"), "{r}");
+    }
+    lab.shutdown().await;
+}
