@@ -31,9 +31,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::Status;
-use crate::report::ScanReport;
-use crate::report::ServerRow;
+use crate::analysis::{ServiceCheck, Status, WriteType};
+use crate::report::{ScanReport, ServerRow};
 
 /// Whether a change needs attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -288,61 +287,37 @@ fn entering(status: Status) -> Verdict {
     }
 }
 
-/// The verdict for a status transition (see the module comment).
+/// The verdict for a status transition (see the module comment), on the one severity
+/// order of [`Status`].
 pub fn status_verdict(old: Status, new: Status) -> Verdict {
     use Status::*;
-    fn rank(s: Status) -> u8 {
-        match s {
-            Ok => 0,
-            Warning => 1,
-            _ => 2,
-        }
-    }
     match (old, new) {
         _ if old == new => Verdict::Neutral,
         (_, Error) => Verdict::Regression,
         (_, Skipped) => Verdict::Neutral,
         (Error, Ok) => Verdict::Improvement,
         (Error | Skipped, n) => entering(n),
-        (o, n) if rank(n) > rank(o) => Verdict::Regression,
+        (o, n) if n > o => Verdict::Regression,
         _ => Verdict::Improvement,
     }
 }
 
-/// Enabled < Disabled… < Failed to query config (HealthChecker's Green, Yellow, Red).
-/// Unknown labels get no rank, so a change to or from one is neutral.
-fn eems_rank(state: &str) -> Option<u8> {
-    match state {
-        "Enabled" => Some(0),
-        s if s.starts_with("Disabled") => Some(1),
-        "Failed to query config" => Some(2),
-        _ => None,
-    }
-}
-
-fn ranked(old: Option<u8>, new: Option<u8>) -> Verdict {
-    match (old, new) {
-        (Some(o), Some(n)) if n > o => Verdict::Regression,
-        (Some(o), Some(n)) if n < o => Verdict::Improvement,
-        _ => Verdict::Neutral,
-    }
-}
-
-/// Good/bad for a two-valued check: leaving the good value is a regression.
-fn good_bad(old: &str, new: &str, good: &str) -> Verdict {
-    match (old == good, new == good) {
-        (true, false) => Verdict::Regression,
-        (false, true) => Verdict::Improvement,
-        _ => Verdict::Neutral,
+/// A verdict's move judged by HealthChecker's colour for it (Grey/Green < Yellow < Red):
+/// towards red is a regression, a move within one colour is neutral.
+fn by_colour(old: WriteType, new: WriteType) -> Verdict {
+    match old.cmp(&new) {
+        std::cmp::Ordering::Less => Verdict::Regression,
+        std::cmp::Ordering::Greater => Verdict::Improvement,
+        std::cmp::Ordering::Equal => Verdict::Neutral,
     }
 }
 
 /// `Running`, or `Investigate (Stopped, Automatic)`: the check, with what Windows said
 /// when that is not simply running and automatic.
 fn service_text(r: &ServerRow) -> Option<String> {
-    let check = r.service_check.as_deref()?;
+    let check = r.service_check?;
     Some(match (&r.service_status, &r.service_start_type) {
-        _ if check == "Running" => check.to_string(),
+        _ if check == ServiceCheck::Running => check.to_string(),
         (None, None) => check.to_string(),
         (s, t) => format!(
             "{check} ({}, {})",
@@ -385,31 +360,35 @@ fn server_changes(o: &ServerRow, n: &ServerRow, out: &mut Vec<Change>) {
             status_verdict(o.status, n.status),
         );
     }
-    if let (Some(a), Some(b)) = (&o.eems_state, &n.eems_state)
+    if let (Some(a), Some(b)) = (o.eems_state, n.eems_state)
         && a != b
     {
-        let v = ranked(eems_rank(a), eems_rank(b));
-        push(Field::EemsState, Some(a.clone()), Some(b.clone()), v);
+        push(
+            Field::EemsState,
+            Some(a.to_string()),
+            Some(b.to_string()),
+            by_colour(a.write_type(), b.write_type()),
+        );
     }
     if let (Some(a), Some(b)) = (service_text(o), service_text(n))
         && a != b
     {
-        let (ca, cb) = (
-            o.service_check.as_deref().unwrap_or(""),
-            n.service_check.as_deref().unwrap_or(""),
-        );
-        push(
-            Field::Service,
-            Some(a),
-            Some(b),
-            good_bad(ca, cb, "Running"),
-        );
+        // The texts differ; the checks may not (Investigate with another service state).
+        let v = match (o.service_check, n.service_check) {
+            (Some(ca), Some(cb)) => by_colour(ca.write_type(), cb.write_type()),
+            _ => Verdict::Neutral,
+        };
+        push(Field::Service, Some(a), Some(b), v);
     }
-    if let (Some(a), Some(b)) = (&o.pattern_service, &n.pattern_service)
+    if let (Some(a), Some(b)) = (o.pattern_service, n.pattern_service)
         && a != b
     {
-        let v = good_bad(a, b, "200 - Reachable");
-        push(Field::PatternService, Some(a.clone()), Some(b.clone()), v);
+        push(
+            Field::PatternService,
+            Some(a.to_string()),
+            Some(b.to_string()),
+            by_colour(a.write_type(), b.write_type()),
+        );
     }
     if knows_mitigations(o) && knows_mitigations(n) {
         for (field, a, b, added, removed) in [
@@ -461,6 +440,7 @@ fn server_changes(o: &ServerRow, n: &ServerRow, out: &mut Vec<Change>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::{EemsState, PatternService};
     use crate::report::{OrgSection, Summary, ToolInfo, UninventoriedServer};
     use Status::*;
     use Verdict::*;
@@ -493,11 +473,11 @@ mod tests {
         r.status = Ok;
         r.fqdn = Some(format!("{}.contoso.com", name.to_lowercase()));
         r.build = Some("15.2.1544.4".into());
-        r.eems_state = Some("Enabled".into());
-        r.service_check = Some("Running".into());
+        r.eems_state = Some(EemsState::Enabled);
+        r.service_check = Some(ServiceCheck::Running);
         r.service_status = Some("Running".into());
         r.service_start_type = Some("Automatic".into());
-        r.pattern_service = Some("200 - Reachable".into());
+        r.pattern_service = Some(PatternService::Reachable);
         r.mitigations_applied = vec!["PING1".into()];
         r.telemetry_enabled = Some(false);
         r
@@ -548,28 +528,28 @@ mod tests {
             (
                 "EEMS left Enabled",
                 |_| {},
-                |r| r.eems_state = Some("Disabled on server level".into()),
+                |r| r.eems_state = Some(EemsState::DisabledOnServer),
                 Field::EemsState,
                 Regression,
             ),
             (
                 "EEMS back to Enabled",
-                |r| r.eems_state = Some("Disabled".into()),
+                |r| r.eems_state = Some(EemsState::Disabled),
                 |_| {},
                 Field::EemsState,
                 Improvement,
             ),
             (
                 "one disabled flavour for another",
-                |r| r.eems_state = Some("Disabled on org level".into()),
-                |r| r.eems_state = Some("Disabled".into()),
+                |r| r.eems_state = Some(EemsState::DisabledOnOrg),
+                |r| r.eems_state = Some(EemsState::Disabled),
                 Field::EemsState,
                 Neutral,
             ),
             (
                 "config no longer readable",
-                |r| r.eems_state = Some("Disabled".into()),
-                |r| r.eems_state = Some("Failed to query config".into()),
+                |r| r.eems_state = Some(EemsState::Disabled),
+                |r| r.eems_state = Some(EemsState::FailedToQuery),
                 Field::EemsState,
                 Regression,
             ),
@@ -577,7 +557,7 @@ mod tests {
                 "service stopped",
                 |_| {},
                 |r| {
-                    r.service_check = Some("Investigate".into());
+                    r.service_check = Some(ServiceCheck::Investigate);
                     r.service_status = Some("Stopped".into());
                 },
                 Field::Service,
@@ -586,7 +566,7 @@ mod tests {
             (
                 "service started again",
                 |r| {
-                    r.service_check = Some("Investigate".into());
+                    r.service_check = Some(ServiceCheck::Investigate);
                     r.service_status = Some("Stopped".into());
                 },
                 |_| {},
@@ -596,11 +576,11 @@ mod tests {
             (
                 "stopped service, other start type",
                 |r| {
-                    r.service_check = Some("Investigate".into());
+                    r.service_check = Some(ServiceCheck::Investigate);
                     r.service_status = Some("Stopped".into());
                 },
                 |r| {
-                    r.service_check = Some("Investigate".into());
+                    r.service_check = Some(ServiceCheck::Investigate);
                     r.service_status = Some("Stopped".into());
                     r.service_start_type = Some("Disabled".into());
                 },
@@ -610,13 +590,13 @@ mod tests {
             (
                 "pattern service unreachable",
                 |_| {},
-                |r| r.pattern_service = Some("Unreachable".into()),
+                |r| r.pattern_service = Some(PatternService::Unreachable),
                 Field::PatternService,
                 Regression,
             ),
             (
                 "pattern service reachable again",
-                |r| r.pattern_service = Some("Unreachable".into()),
+                |r| r.pattern_service = Some(PatternService::Unreachable),
                 |_| {},
                 Field::PatternService,
                 Improvement,

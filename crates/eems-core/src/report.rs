@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Line, Status, WriteType};
+use crate::analysis::{EemsState, Line, PatternService, ServiceCheck, Status, WriteType};
 
 /// One server's result. Field names are the report contract (README "Report fields").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,13 +22,13 @@ pub struct ServerRow {
     pub build: Option<String>,
     pub product: Option<String>,
     pub status: Status,
-    pub eems_state: Option<String>,
+    pub eems_state: Option<EemsState>,
     pub org_mitigations_enabled: Option<bool>,
     pub server_mitigations_enabled: Option<bool>,
     pub service_status: Option<String>,
     pub service_start_type: Option<String>,
-    pub service_check: Option<String>,
-    pub pattern_service: Option<String>,
+    pub service_check: Option<ServiceCheck>,
+    pub pattern_service: Option<PatternService>,
     pub ocs_status_code: Option<u16>,
     pub ocs_error: Option<String>,
     #[serde(default)]

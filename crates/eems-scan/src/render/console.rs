@@ -27,13 +27,12 @@ impl From<&ServerRow> for ConsoleRow {
         ConsoleRow {
             server: r.server.clone(),
             status: r.status,
-            eems_state: r.eems_state.clone().unwrap_or_default(),
-            service: r.service_check.clone().unwrap_or_default(),
-            pattern: match r.pattern_service.as_deref() {
-                Some("200 - Reachable") => "Reachable".into(),
-                Some(other) => other.into(),
-                None => String::new(),
-            },
+            eems_state: r.eems_state.map(|s| s.to_string()).unwrap_or_default(),
+            service: r.service_check.map(|s| s.to_string()).unwrap_or_default(),
+            pattern: r
+                .pattern_service
+                .map(|p| p.short().to_string())
+                .unwrap_or_default(),
             blocked: r.mitigations_blocked.join(","),
             error: r.error.clone(),
             note: if r.status == Status::Skipped {

@@ -51,7 +51,9 @@ impl<W: Write> CsvSink<W> {
 
 /// The fields of a row in [`HEADER`] order.
 pub fn record(r: &ServerRow) -> Vec<String> {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    fn opt<T: ToString>(v: &Option<T>) -> String {
+        v.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
     vec![
         r.server.clone(),
         opt(&r.address),

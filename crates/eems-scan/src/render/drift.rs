@@ -171,10 +171,9 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{OrgSection, ServerRow, Summary};
-    use eems_core::analysis::Status;
+    use eems_core::analysis::{EemsState, ServiceCheck, Status};
     use eems_core::drift::compare;
-    use eems_core::report::ScanReport;
+    use eems_core::report::{OrgSection, ScanReport, ServerRow, Summary};
 
     fn report(rows: Vec<ServerRow>) -> ScanReport {
         ScanReport {
@@ -189,11 +188,11 @@ mod tests {
         }
     }
 
-    fn row(name: &str, service: &str) -> ServerRow {
+    fn row(name: &str, service: ServiceCheck) -> ServerRow {
         let mut r = ServerRow::new(name);
         r.status = Status::Ok;
-        r.eems_state = Some("Enabled".into());
-        r.service_check = Some(service.into());
+        r.eems_state = Some(EemsState::Enabled);
+        r.service_check = Some(service);
         r.service_status = Some("Stopped".into());
         r.service_start_type = Some("Automatic (Delayed Start)".into());
         r
@@ -202,8 +201,14 @@ mod tests {
     #[test]
     fn console_fits_80_columns_and_csv_is_defused() {
         let long = "A-VERY-LONG-SERVER-NAME-INDEED-AND-MORE";
-        let old = report(vec![row(long, "Running"), row("=cmd|x", "Running")]);
-        let mut new = report(vec![row(long, "Investigate"), row("=cmd|x", "Running")]);
+        let old = report(vec![
+            row(long, ServiceCheck::Running),
+            row("=cmd|x", ServiceCheck::Running),
+        ]);
+        let mut new = report(vec![
+            row(long, ServiceCheck::Investigate),
+            row("=cmd|x", ServiceCheck::Running),
+        ]);
         new.servers[1].mitigations_blocked = vec!["@SUM(1)".into()];
         let drift = compare(&old, &new).unwrap();
         let label = |file: &str, report| ScanLabel {

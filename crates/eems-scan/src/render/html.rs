@@ -13,7 +13,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::{RowSink, ScanEnd, ScanStart};
-use eems_core::analysis::{Status, WriteType};
+use eems_core::analysis::{EemsState, PatternService, ServiceCheck, Status, WriteType};
 use eems_core::drift::{Drift, Field, Verdict};
 use eems_core::report::{ScanReport, ServerRow, Summary, ToolInfo};
 
@@ -41,44 +41,6 @@ fn csp() -> String {
         "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; \
          base-uri 'none'; form-action 'none'"
     )
-}
-
-/// HealthChecker's class for a colour (Grey has none); the same mapping as
-/// `WriteType::css_class`, kept here so the page does not depend on it.
-pub fn hc_class(w: WriteType) -> &'static str {
-    match w {
-        WriteType::Grey => "",
-        WriteType::Green => "Green",
-        WriteType::Yellow => "Yellow",
-        WriteType::Red => "Red",
-    }
-}
-
-/// EEMS state cell: HealthChecker's colours for its overall line.
-pub fn eems_class(state: &str) -> &'static str {
-    match state {
-        "Enabled" => "Green",
-        "Failed to query config" => "Red",
-        s if s.starts_with("Disabled") => "Yellow",
-        _ => "",
-    }
-}
-
-/// Windows service cell: Running is Grey, the other verdicts Yellow.
-pub fn service_class(check: &str) -> &'static str {
-    match check {
-        "Investigate" | "Unknown" => "Yellow",
-        _ => "",
-    }
-}
-
-/// Pattern service cell: reachable is Grey, unreachable Yellow.
-pub fn pattern_class(pattern: &str) -> &'static str {
-    if pattern.starts_with("Unreachable") {
-        "Yellow"
-    } else {
-        ""
-    }
 }
 
 /// The status cell and tile: the same palette, by severity.
@@ -113,8 +75,9 @@ const ALL_STATUSES: [Status; 5] = [
 /// Shown for a value the scan does not have.
 const UNKNOWN: &str = "—";
 
-fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| UNKNOWN.into())
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| UNKNOWN.to_string(), ToString::to_string)
 }
 
 fn bool_text(b: Option<bool>) -> &'static str {
@@ -274,28 +237,23 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
     let cells = if span.is_some() {
         Vec::new()
     } else {
-        let eems = r.eems_state.as_deref();
-        let service = r.service_check.as_deref();
-        let pattern = r.pattern_service.as_deref();
+        // Each verdict cell in HealthChecker's colour for it.
+        let class = |w: Option<WriteType>| w.map_or("", WriteType::css_class);
         vec![
             Cell {
                 col: "eems",
                 text: opt(&r.eems_state),
-                class: eems.map(eems_class).unwrap_or(""),
+                class: class(r.eems_state.map(EemsState::write_type)),
             },
             Cell {
                 col: "service",
                 text: opt(&r.service_check),
-                class: service.map(service_class).unwrap_or(""),
+                class: class(r.service_check.map(ServiceCheck::write_type)),
             },
             Cell {
                 col: "pattern",
-                // The Unreachable label carries HealthChecker's help link on a second line;
-                // the matrix shows the verdict, the details the rest.
-                text: pattern
-                    .map(|p| p.lines().next().unwrap_or("").to_string())
-                    .unwrap_or_else(|| UNKNOWN.into()),
-                class: pattern.map(pattern_class).unwrap_or(""),
+                text: opt(&r.pattern_service),
+                class: class(r.pattern_service.map(PatternService::write_type)),
             },
             Cell {
                 col: "blocked",
@@ -355,9 +313,7 @@ fn detail_view(id: String, r: &ServerRow) -> DetailView<'_> {
             (None, None) => None,
             (p, code) => Some(format!(
                 "{}; HTTP status {}",
-                p.as_deref()
-                    .and_then(|p| p.lines().next())
-                    .unwrap_or(UNKNOWN),
+                opt(p),
                 code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
             )),
         },
@@ -369,7 +325,7 @@ fn detail_view(id: String, r: &ServerRow) -> DetailView<'_> {
             .map(|l| HcView {
                 name: l.name.clone().unwrap_or_default(),
                 details: l.details.clone(),
-                class: hc_class(l.write_type),
+                class: l.write_type.css_class(),
             })
             .collect(),
     }
@@ -673,11 +629,11 @@ mod tests {
         r.site = Some("Default-First-Site-Name".into());
         r.build = Some("15.2.1544.4".into());
         r.product = Some("Exchange 2019".into());
-        r.eems_state = Some("Enabled".into());
-        r.service_check = Some("Running".into());
+        r.eems_state = Some(EemsState::Enabled);
+        r.service_check = Some(ServiceCheck::Running);
         r.service_status = Some("Running".into());
         r.service_start_type = Some("Automatic".into());
-        r.pattern_service = Some("200 - Reachable".into());
+        r.pattern_service = Some(PatternService::Reachable);
         r.ocs_status_code = Some(200);
         r.mitigations_applied = vec!["PING1".into()];
         r.telemetry_enabled = Some(false);
@@ -689,11 +645,10 @@ mod tests {
     fn fleet() -> ScanReport {
         let ok = scanned("EX01", Status::Ok);
         let mut off = scanned("EX02", Status::Warning);
-        off.eems_state = Some("Disabled on server level".into());
-        off.service_check = Some("Investigate".into());
+        off.eems_state = Some(EemsState::DisabledOnServer);
+        off.service_check = Some(ServiceCheck::Investigate);
         off.service_status = Some("Stopped".into());
-        off.pattern_service =
-            Some("Unreachable\r\n\t\tMore information: https://aka.ms/HelpConnectivityEEMS".into());
+        off.pattern_service = Some(PatternService::Unreachable);
         off.mitigations_blocked = vec![format!("M1{HOSTILE}")];
         off.ocs_proxy = Some(format!("http://proxy:8080/{HOSTILE}"));
         off.findings = vec!["EEMS is disabled on this server".into()];
@@ -704,8 +659,8 @@ mod tests {
             html: true,
         }];
         let mut crit = scanned("EX03", Status::Critical);
-        crit.eems_state = Some("Failed to query config".into());
-        crit.service_check = Some("Unknown".into());
+        crit.eems_state = Some(EemsState::FailedToQuery);
+        crit.service_check = Some(ServiceCheck::Unknown);
         let mut hostile = scanned(HOSTILE, Status::Ok);
         hostile.site = Some(format!("Site{HOSTILE}"));
         let mut down = ServerRow::new("EX05");
@@ -1006,7 +961,7 @@ mod tests {
     fn drift_page() {
         let old = fleet();
         let mut new = fleet();
-        new.servers[0].service_check = Some("Investigate".into());
+        new.servers[0].service_check = Some(ServiceCheck::Investigate);
         new.servers[0].service_status = Some("Stopped".into());
         new.servers[0].status = Status::Warning;
         new.servers[3].mitigations_blocked = vec![format!("M7{HOSTILE}")];

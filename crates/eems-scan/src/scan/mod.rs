@@ -635,11 +635,11 @@ fn fill_assessment(
         row.product = Some(p.label().to_string());
     }
     row.status = a.status;
-    row.eems_state = Some(a.eems_state.clone());
+    row.eems_state = a.eems_state;
     row.service_status = host.service.as_ref().map(|s| s.status.clone());
     row.service_start_type = host.service.as_ref().map(|s| s.start_type.clone());
-    row.service_check = a.service_check.clone();
-    row.pattern_service = a.pattern_service.clone();
+    row.service_check = a.service_check;
+    row.pattern_service = a.pattern_service;
     row.ocs_status_code = host.ocs.status_code;
     row.ocs_error = host.ocs.error.clone();
     row.ocs_proxy = host.ocs.proxy.clone();

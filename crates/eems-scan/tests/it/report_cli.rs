@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use eems_core::analysis::Status;
+use eems_core::analysis::{EemsState, PatternService, ServiceCheck, Status};
 use eems_core::report::{OrgSection, ScanReport, ServerRow, Summary, ToolInfo};
 use scraper::{Html, Selector};
 
@@ -35,13 +35,13 @@ fn healthy(name: &str) -> ServerRow {
     r.site = Some("Default-First-Site-Name".into());
     r.build = Some("15.2.1544.4".into());
     r.product = Some("Exchange 2019".into());
-    r.eems_state = Some("Enabled".into());
+    r.eems_state = Some(EemsState::Enabled);
     r.org_mitigations_enabled = Some(true);
     r.server_mitigations_enabled = Some(true);
-    r.service_check = Some("Running".into());
+    r.service_check = Some(ServiceCheck::Running);
     r.service_status = Some("Running".into());
     r.service_start_type = Some("Automatic".into());
-    r.pattern_service = Some("200 - Reachable".into());
+    r.pattern_service = Some(PatternService::Reachable);
     r.ocs_status_code = Some(200);
     r.mitigations_applied = vec!["PING1".into()];
     r.telemetry_enabled = Some(false);
@@ -154,7 +154,7 @@ fn compare_reports_exactly_the_regressions() {
     let mut servers = fleet();
     // EX02: the service was stopped. EX03: a mitigation is newly blocked.
     servers[1].status = Status::Warning;
-    servers[1].service_check = Some("Investigate".into());
+    servers[1].service_check = Some(ServiceCheck::Investigate);
     servers[1].service_status = Some("Stopped".into());
     servers[2].status = Status::Warning;
     servers[2].mitigations_blocked = vec!["M2.1.0".into()];
@@ -245,7 +245,7 @@ fn improvements_alone_exit_0() {
     let (old, new) = (d.join("old.json"), d.join("new.json"));
     let mut servers = fleet();
     servers[1].status = Status::Warning;
-    servers[1].pattern_service = Some("Unreachable".into());
+    servers[1].pattern_service = Some(PatternService::Unreachable);
     save(&old, &scan("2026-11-29T10:00:00Z", servers));
     save(&new, &scan("2026-12-06T10:00:00Z", fleet()));
     let o = eems_scan(&["compare", p(&old), p(&new), "--json", "-"]);
