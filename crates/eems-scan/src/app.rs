@@ -53,11 +53,11 @@ fn usage(message: impl Into<String>) -> Failure {
     }
 }
 
-/// A report failed after the scan began; `e` names the path (see `Output`).
-fn unwritten(e: impl std::fmt::Display) -> Failure {
+/// `what` failed after servers were contacted; `e` names the path (see `Output`).
+fn unwritten(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure {
         code: EXIT_REPORT,
-        message: format!("cannot write report: {e}"),
+        message: format!("cannot write {what}: {e}"),
     }
 }
 
@@ -334,7 +334,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     // On an error the open reports are dropped, which deletes their temporary files.
     let outcome = scan::run(&opts, servers, &mut sinks, &bar, cancel)
         .await
-        .map_err(unwritten)?;
+        .map_err(|e| unwritten("report", e))?;
     drop(sinks);
 
     // One report that cannot be moved into place does not cost the others.
@@ -377,7 +377,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         }
     }
     if !failed.is_empty() {
-        return Err(unwritten(failed.join("; ")));
+        return Err(unwritten("report", failed.join("; ")));
     }
     if outcome.interrupted {
         return Ok(EXIT_INTERRUPTED);
@@ -531,16 +531,11 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
             code: 3,
             message: e,
         })?;
-    let mut out = dest
-        .open()
-        .map_err(|e| usage(format!("cannot write the inventory: {e}")))?;
+    let fail = |e: &dyn std::fmt::Display| unwritten("the inventory", e);
+    let mut out = dest.open().map_err(|e| fail(&e))?;
     let mut w = csv::Writer::from_writer(&mut out);
-    let io = |e: csv::Error| Failure {
-        code: EXIT_REPORT,
-        message: format!("cannot write the inventory: {e}"),
-    };
     w.write_record(["name", "address", "role", "site"])
-        .map_err(io)?;
+        .map_err(|e| fail(&e))?;
     for s in &facts.servers {
         let role = match (s.is_edge_server, s.server_role.as_deref()) {
             (Some(true), Some(r)) if !r.to_ascii_lowercase().contains("edge") => {
@@ -555,17 +550,11 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
             role.as_str(),
             s.site.as_deref().unwrap_or(""),
         ])
-        .map_err(io)?;
+        .map_err(|e| fail(&e))?;
     }
-    w.flush().map_err(|e| Failure {
-        code: EXIT_REPORT,
-        message: format!("cannot write the inventory: {e}"),
-    })?;
+    w.flush().map_err(|e| fail(&e))?;
     drop(w);
-    out.commit().map_err(|e| Failure {
-        code: EXIT_REPORT,
-        message: format!("cannot write the inventory: {e}"),
-    })?;
+    out.commit().map_err(|e| fail(&e))?;
     eprintln!(
         "{} Exchange server(s) found via {}",
         facts.servers.len(),

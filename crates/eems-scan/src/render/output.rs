@@ -137,7 +137,9 @@ impl Output {
                 let tmp = w
                     .into_inner()
                     .map_err(|e| with_path(&target, e.into_error()))?;
-                tmp.as_file().sync_all().map_err(|e| with_path(&target, e))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| with_path(&target, e))?;
                 tmp.persist(&target).map(drop).map_err(|e| {
                     let why = format!("cannot move the finished report into place: {}", e.error);
                     with_path(&target, io::Error::new(e.error.kind(), why))
@@ -198,7 +200,11 @@ mod tests {
         let mut o = d.open().unwrap();
         o.write_all(b"{").unwrap();
         o.flush().unwrap();
-        assert_eq!(entries(dir.path()).len(), 1, "the temporary file exists while open");
+        assert_eq!(
+            entries(dir.path()).len(),
+            1,
+            "the temporary file exists while open"
+        );
         drop(o);
         assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
     }

@@ -84,7 +84,8 @@ pub struct ScanOutcome {
 
 impl ScanOutcome {
     /// The exit status contract: 3 when a server could not be scanned (wins over 1),
-    /// 1 for a warning or critical, 0 otherwise. (130 for an interrupt is the caller's.)
+    /// 1 for a warning or critical, 0 otherwise. (130 for an interrupt and 4 for a report
+    /// that cannot be written are the caller's.)
     pub fn exit_code(&self) -> i32 {
         if self.summary.error > 0 {
             3

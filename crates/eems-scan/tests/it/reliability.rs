@@ -2,9 +2,12 @@
 //! interruption, bounded output, credential hygiene, transport safety and injection.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use eems_lab::Lab;
 use serde_json::Value;
 
 fn s(v: &Value) -> &str {
@@ -21,6 +24,35 @@ fn servers(prefix: &str, octet: u8, n: usize, extra: &str) -> Vec<(String, Strin
             )
         })
         .collect()
+}
+
+/// Starts `eems-scan scan` on the lab's inventory with stderr piped, for a test that acts
+/// while the scan runs.
+fn spawn_scan(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+        .args(["scan", "-i", dir.join("inventory.csv").to_str().unwrap()])
+        .args(["-u", USER])
+        .args(args)
+        .env("EEMS_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits, 20 s at most, until the lab has `n` shells open: long probes are under way.
+async fn wait_for_open_shells(lab: &Lab, n: usize) {
+    let t0 = Instant::now();
+    while lab.open_shells() < n && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lab.open_shells() >= n, "long probes never started");
+}
+
+async fn wait_for_exit(child: Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// Healthy rows minus what legitimately varies between runs.
@@ -140,7 +172,7 @@ async fn fault_matrix_every_server_once_with_the_right_cause() {
 }
 
 /// The servers the lab saw reject an authentication, and how many rejections in all.
-fn rejections(lab: &eems_lab::Lab) -> (BTreeSet<String>, usize) {
+fn rejections(lab: &Lab) -> (BTreeSet<String>, usize) {
     let log = lab.log_records();
     let rejected: Vec<_> = log.iter().filter(|r| r.step == "rejected").collect();
     let servers = rejected.iter().map(|r| r.server.clone()).collect();
@@ -203,12 +235,7 @@ async fn lockout_guard_off_tries_every_server() {
         &["--max-auth-failures", "0", "--timeout", "30"],
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(3), "{rep}");
     let rows = rep["servers"].as_array().unwrap();
     assert_eq!(rows.len(), 6, "{rows:#?}");
     for r in rows {
@@ -231,42 +258,28 @@ async fn sigint_writes_reports_with_unfinished_servers_interrupted() {
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
     let json = dir.join("out.json");
     let csv = dir.join("out.csv");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-        .args([
-            "scan",
-            "--inventory",
-            dir.join("inventory.csv").to_str().unwrap(),
-            "--user",
-            USER,
-        ])
-        .args([
+    let child = spawn_scan(
+        &dir,
+        &[
             "--json",
             json.to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
             "-j",
             "4",
-        ])
-        .args(["--operation-timeout", "1", "--timeout", "120"])
-        .env("EEMS_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+            "--operation-timeout",
+            "1",
+            "--timeout",
+            "120",
+        ],
+    );
     let pid = child.id() as i32;
-    // Wait until long commands are running on the lab.
-    let t0 = Instant::now();
-    while lab.open_shells() < 3 && t0.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(lab.open_shells() >= 3, "long probes never started");
+    wait_for_open_shells(&lab, 3).await;
     let sent = Instant::now();
     unsafe {
         libc::kill(pid, libc::SIGINT);
     }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = wait_for_exit(child).await;
     let took = sent.elapsed();
     assert_eq!(
         out.status.code(),
@@ -346,27 +359,26 @@ async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_te
         out_dir.join("out.csv"),
         out_dir.join("out.html"),
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-        .args(["scan", "-i", dir.join("inventory.csv").to_str().unwrap()])
-        .args(["-u", USER, "--timeout", "30", "--org-server", "UN01"])
-        .args(["--csv", csv.to_str().unwrap(), "--json"])
-        .args([json.to_str().unwrap(), "--html", html.to_str().unwrap()])
-        .env("EEMS_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while lab.open_shells() < 1 && t0.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(lab.open_shells() >= 1, "the long probe never started");
+    let child = spawn_scan(
+        &dir,
+        &[
+            "--timeout",
+            "30",
+            "--org-server",
+            "UN01",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    wait_for_open_shells(&lab, 1).await;
     // The JSON report's name is taken by a directory: the rename at the end must fail.
     std::fs::create_dir(&json).unwrap();
     std::fs::write(json.join("keep"), "").unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = wait_for_exit(child).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -375,17 +387,9 @@ async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_te
     );
     assert!(stderr.contains("os error"), "{stderr}");
     // The other reports are finished; nothing else is left beside them.
-    assert_eq!(
-        csv::Reader::from_path(&csv).unwrap().records().count(),
-        2
-    );
+    assert_eq!(csv::Reader::from_path(&csv).unwrap().records().count(), 2);
     assert!(std::fs::read_to_string(&html).unwrap().contains("US01"));
-    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["out.csv", "out.html", "out.json"]);
+    assert_eq!(file_names(&out_dir), ["out.csv", "out.html", "out.json"]);
     lab.shutdown().await;
 }
 
