@@ -26,15 +26,15 @@ fn servers(prefix: &str, octet: u8, n: usize, extra: &str) -> Vec<(String, Strin
         .collect()
 }
 
-/// Starts `eems-scan scan` on the lab's inventory with stderr piped, for a test that acts
-/// while the scan runs.
+/// Starts `eems-scan scan` on the lab's inventory with stdout and stderr piped, for a
+/// test that acts while the scan runs.
 fn spawn_scan(dir: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_eems-scan"))
         .args(["scan", "-i", dir.join("inventory.csv").to_str().unwrap()])
         .args(["-u", USER])
         .args(args)
         .env("EEMS_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -390,6 +390,32 @@ async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_te
     assert_eq!(csv::Reader::from_path(&csv).unwrap().records().count(), 2);
     assert!(std::fs::read_to_string(&html).unwrap().contains("US01"));
     assert_eq!(file_names(&out_dir), ["out.csv", "out.html", "out.json"]);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_failing_during_the_scan_exits_4_and_the_others_leave_nothing() {
+    let dir = scratch("unwritten-mid-scan");
+    let lab = start_lab(
+        fleet_from_toml(&fleet_toml("", &servers("UM", 69, 2, ""))),
+        &dir,
+    )
+    .await;
+    let csv = dir.join("out.csv");
+    // The JSON goes to a pipe nobody reads (`| head -c0`): its first write fails, after
+    // the CSV report was opened.
+    let mut child = spawn_scan(&dir, &["--csv", csv.to_str().unwrap(), "--json", "-"]);
+    drop(child.stdout.take());
+    let out = wait_for_exit(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("cannot write report: stdout: "), "{stderr}");
+    assert!(stderr.contains("os error"), "{stderr}");
+    let left: Vec<String> = file_names(&dir)
+        .into_iter()
+        .filter(|n| n.contains("out.csv"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     lab.shutdown().await;
 }
 
