@@ -183,15 +183,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn an_uncommitted_report_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
@@ -200,13 +191,10 @@ mod tests {
         let mut o = d.open().unwrap();
         o.write_all(b"{").unwrap();
         o.flush().unwrap();
-        assert_eq!(
-            entries(dir.path()).len(),
-            1,
-            "the temporary file exists while open"
-        );
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files(), 1, "the temporary file exists while open");
         drop(o);
-        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+        assert_eq!(files(), 0);
     }
 
     #[test]
@@ -222,7 +210,8 @@ mod tests {
         let e = o.commit().unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: ", target.display())), "{e}");
         assert!(e.contains("os error"), "{e}");
-        assert_eq!(entries(dir.path()), ["r.csv"]);
+        // Only the directory that took the name.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
