@@ -55,6 +55,15 @@ async fn wait_for_exit(child: Child) -> std::process::Output {
         .unwrap()
 }
 
+/// Exit 4, and a message naming the report (`what`) and the OS error.
+fn assert_unwritten(out: &std::process::Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let named = format!("cannot write report: {what}: ");
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(stderr.contains("os error"), "{stderr}");
+}
+
 /// Healthy rows minus what legitimately varies between runs.
 fn comparable(row: &Value) -> Value {
     let mut r = row.clone();
@@ -379,13 +388,7 @@ async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_te
     std::fs::create_dir(&json).unwrap();
     std::fs::write(json.join("keep"), "").unwrap();
     let out = wait_for_exit(child).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot write report: {}: ", json.display())),
-        "{stderr}"
-    );
-    assert!(stderr.contains("os error"), "{stderr}");
+    assert_unwritten(&out, &json.display().to_string());
     // The other reports are finished; nothing else is left beside them.
     assert_eq!(csv::Reader::from_path(&csv).unwrap().records().count(), 2);
     assert!(std::fs::read_to_string(&html).unwrap().contains("US01"));
@@ -407,10 +410,7 @@ async fn a_report_failing_during_the_scan_exits_4_and_the_others_leave_nothing()
     let mut child = spawn_scan(&dir, &["--csv", csv.to_str().unwrap(), "--json", "-"]);
     drop(child.stdout.take());
     let out = wait_for_exit(child).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(stderr.contains("cannot write report: stdout: "), "{stderr}");
-    assert!(stderr.contains("os error"), "{stderr}");
+    assert_unwritten(&out, "stdout");
     let left: Vec<String> = file_names(&dir)
         .into_iter()
         .filter(|n| n.contains("out.csv"))
