@@ -22,6 +22,10 @@ use eems_core::report::{ScanReport, ServerRow};
 
 /// Exit status for usage and input errors.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status of `scan` and `discover` when a report cannot be written after servers
+/// were contacted: their findings are lost, which is neither a finding nor a server
+/// that could not be scanned.
+pub const EXIT_REPORT: i32 = 4;
 /// Exit status after an interruption (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
 /// Probe output beyond this is cut off: the probes print a few KiB.
@@ -46,6 +50,14 @@ fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: EXIT_USAGE,
         message: message.into(),
+    }
+}
+
+/// `what` failed after servers were contacted; `e` names the path (see `Output`).
+fn unwritten(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: EXIT_REPORT,
+        message: format!("cannot write {what}: {e}"),
     }
 }
 
@@ -319,32 +331,24 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     let cancel = CancellationToken::new();
     install_signal_handlers(cancel.clone());
     let bar = Bar::new(!args.quiet && !args.no_progress && crate::cli::stderr_is_terminal());
+    // On an error the open reports are dropped, which deletes their temporary files.
     let outcome = scan::run(&opts, servers, &mut sinks, &bar, cancel)
         .await
-        .map_err(|e| Failure {
-            code: 3,
-            message: format!("writing a report failed: {e}"),
-        })?;
+        .map_err(|e| unwritten("report", e))?;
     drop(sinks);
 
-    let commit = |o: Output| {
-        o.commit().map_err(|e| Failure {
-            code: 3,
-            message: format!("{e}"),
-        })
-    };
-    if let Some(s) = csv_sink {
-        commit(s.into_inner().map_err(|e| Failure {
-            code: 3,
-            message: e.to_string(),
-        })?)?;
-    }
-    if let Some(s) = json_sink {
-        commit(s.into_inner())?;
-    }
-    if let Some(s) = html_sink {
-        commit(s.into_inner())?;
-    }
+    // One report that cannot be moved into place does not cost the others.
+    let finished = [
+        csv_sink.map(CsvSink::into_inner),
+        json_sink.map(|s| Ok(s.into_inner())),
+        html_sink.map(|s| Ok(s.into_inner())),
+    ];
+    let failed: Vec<String> = finished
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.and_then(Output::commit).err())
+        .map(|e| e.to_string())
+        .collect();
 
     if !args.quiet {
         let to_stdout = to_stdout(&dests);
@@ -371,6 +375,9 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
                 outcome.not_in_inventory.len()
             );
         }
+    }
+    if !failed.is_empty() {
+        return Err(unwritten("report", failed.join("; ")));
     }
     if outcome.interrupted {
         return Ok(EXIT_INTERRUPTED);
@@ -524,16 +531,11 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
             code: 3,
             message: e,
         })?;
-    let mut out = dest
-        .open()
-        .map_err(|e| usage(format!("cannot write the inventory: {e}")))?;
+    let fail = |e: &dyn std::fmt::Display| unwritten("the inventory", e);
+    let mut out = dest.open().map_err(|e| fail(&e))?;
     let mut w = csv::Writer::from_writer(&mut out);
-    let io = |e: csv::Error| Failure {
-        code: 3,
-        message: format!("cannot write the inventory: {e}"),
-    };
     w.write_record(["name", "address", "role", "site"])
-        .map_err(io)?;
+        .map_err(|e| fail(&e))?;
     for s in &facts.servers {
         let role = match (s.is_edge_server, s.server_role.as_deref()) {
             (Some(true), Some(r)) if !r.to_ascii_lowercase().contains("edge") => {
@@ -548,17 +550,11 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
             role.as_str(),
             s.site.as_deref().unwrap_or(""),
         ])
-        .map_err(io)?;
+        .map_err(|e| fail(&e))?;
     }
-    w.flush().map_err(|e| Failure {
-        code: 3,
-        message: e.to_string(),
-    })?;
+    w.flush().map_err(|e| fail(&e))?;
     drop(w);
-    out.commit().map_err(|e| Failure {
-        code: 3,
-        message: e.to_string(),
-    })?;
+    out.commit().map_err(|e| fail(&e))?;
     eprintln!(
         "{} Exchange server(s) found via {}",
         facts.servers.len(),

@@ -19,8 +19,9 @@ use crate::transport::AuthKind;
 /// Saved scans can be re-rendered (`report`) and compared (`compare`) offline.
 ///
 /// Exit status of `scan`: 0 all in-scope servers scanned and fine; 1 a warning or
-/// critical finding; 2 usage or input error; 3 a server could not be scanned; 130
-/// interrupted. `report` and `compare`: see their help.
+/// critical finding; 2 usage or input error; 3 a server could not be scanned; 4 a
+/// report could not be written; 130 interrupted. `discover`, `report` and `compare`: see
+/// their help.
 #[derive(Debug, Parser)]
 #[command(name = "eems-scan", version, max_term_width = 100)]
 pub struct Cli {
@@ -37,6 +38,9 @@ pub enum Command {
     /// Scan the servers of an inventory (or of the whole organisation) and report.
     Scan(ScanArgs),
     /// Write an inventory of every Exchange server the organisation knows (Edge included).
+    ///
+    /// Exit status: 0 written; 2 usage or input error; 3 the org query failed; 4 the
+    /// inventory cannot be written.
     Discover(DiscoverArgs),
     /// Re-render a saved scan (its JSON report) as HTML and/or CSV, without contacting
     /// any server: for audit re-exports.

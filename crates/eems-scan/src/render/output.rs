@@ -1,9 +1,11 @@
 //! Where a report goes: a file written beside its target and renamed into place at the
-//! end (never half-written under the final name), or stdout for `-`.
+//! end (never half-written under the final name), or stdout for `-`. A report that is
+//! dropped without `commit` (an error anywhere in the run) leaves nothing behind.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
 
 /// A report destination as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +44,10 @@ impl Destination {
                 ));
             }
         }
-        let dir = parent_dir(path);
-        // A probe file proves the directory accepts new files (the rename target's).
-        let probe = dir.join(format!(".eems-scan-write-test-{}", std::process::id()));
-        File::create(&probe)
-            .map_err(|e| format!("{}: cannot write a report there: {e}", path.display()))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(())
+        // The file `open` will create proves the directory accepts it; dropped at once.
+        temp_beside(path)
+            .map(drop)
+            .map_err(|e| format!("{}: cannot write a report there: {e}", path.display()))
     }
 
     /// Opens the destination for streaming.
@@ -58,25 +57,39 @@ impl Destination {
                 inner: Inner::Stdout(io::stdout()),
             }),
             Destination::File(path) => {
-                let dir = parent_dir(path);
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                let tmp = dir.join(format!(
-                    ".{}.{}.partial",
-                    name.unwrap_or_else(|| "report".into()),
-                    std::process::id()
-                ));
-                let file = File::create(&tmp)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", tmp.display())))?;
+                let tmp = temp_beside(path).map_err(|e| with_path(path, e))?;
                 Ok(Output {
                     inner: Inner::File {
-                        w: BufWriter::new(file),
-                        tmp,
+                        w: BufWriter::new(tmp),
                         target: path.clone(),
                     },
                 })
             }
         }
     }
+}
+
+/// A `.<name>.XXXXXX.partial` file in the target's directory (a rename never crosses
+/// file systems), with the permissions `File::create` would give the report. Only a
+/// second Ctrl-C, which skips every destructor, leaves one behind.
+fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
+    let prefix = match path.file_name() {
+        Some(n) => format!(".{}.", n.to_string_lossy()),
+        None => ".report.".into(),
+    };
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(parent_dir(path))
+}
+
+/// The error with the report's path in front, so the message says which report failed.
+fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -101,7 +114,8 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// An open report. `commit` renames the finished file into place.
+/// An open report. `commit` renames the finished file into place; dropping it without
+/// a commit deletes the temporary file.
 pub struct Output {
     inner: Inner,
 }
@@ -109,25 +123,26 @@ pub struct Output {
 enum Inner {
     Stdout(io::Stdout),
     File {
-        w: BufWriter<File>,
-        tmp: PathBuf,
+        w: BufWriter<NamedTempFile>,
         target: PathBuf,
     },
 }
 
 impl Output {
+    /// Every error names the report's path and carries the OS error.
     pub fn commit(self) -> io::Result<()> {
         match self.inner {
-            Inner::Stdout(mut s) => s.flush(),
-            Inner::File { w, tmp, target } => {
-                let file = w.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
-                drop(file);
-                std::fs::rename(&tmp, &target).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot move {} to {}: {e}", tmp.display(), target.display()),
-                    )
+            Inner::Stdout(mut s) => s.flush().map_err(|e| with_path(Path::new("stdout"), e)),
+            Inner::File { w, target } => {
+                let tmp = w
+                    .into_inner()
+                    .map_err(|e| with_path(&target, e.into_error()))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| with_path(&target, e))?;
+                tmp.persist(&target).map(drop).map_err(|e| {
+                    let why = format!("cannot move the finished report into place: {}", e.error);
+                    with_path(&target, io::Error::new(e.error.kind(), why))
                 })
             }
         }
@@ -137,14 +152,14 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
-            Inner::Stdout(s) => s.write(buf),
-            Inner::File { w, .. } => w.write(buf),
+            Inner::Stdout(s) => s.write(buf).map_err(|e| with_path(Path::new("stdout"), e)),
+            Inner::File { w, target } => w.write(buf).map_err(|e| with_path(target, e)),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Stdout(s) => s.flush(),
-            Inner::File { w, .. } => w.flush(),
+            Inner::Stdout(s) => s.flush().map_err(|e| with_path(Path::new("stdout"), e)),
+            Inner::File { w, target } => w.flush().map_err(|e| with_path(target, e)),
         }
     }
 }
@@ -166,6 +181,37 @@ mod tests {
         o.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "a,b\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_uncommitted_report_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Destination::File(dir.path().join("r.json"));
+        d.preflight(&[]).unwrap();
+        let mut o = d.open().unwrap();
+        o.write_all(b"{").unwrap();
+        o.flush().unwrap();
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files(), 1, "the temporary file exists while open");
+        drop(o);
+        assert_eq!(files(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_names_the_report_and_the_os_error_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("r.csv");
+        let d = Destination::File(target.clone());
+        let mut o = d.open().unwrap();
+        o.write_all(b"a,b\n").unwrap();
+        // Something took the name while the scan ran.
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), "").unwrap();
+        let e = o.commit().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: ", target.display())), "{e}");
+        assert!(e.contains("os error"), "{e}");
+        // Only the directory that took the name.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub struct ScanOutcome {
 
 impl ScanOutcome {
     /// The exit status contract: 3 when a server could not be scanned (wins over 1),
-    /// 1 for a warning or critical, 0 otherwise. (130 for an interrupt is the caller's.)
+    /// 1 for a warning or critical, 0 otherwise. (130 for an interrupt and 4 for a report
+    /// that cannot be written are the caller's.)
     pub fn exit_code(&self) -> i32 {
         if self.summary.error > 0 {
             3
@@ -101,6 +102,19 @@ struct OrgResult {
     facts: Option<OrgFacts>,
     queried_on: Option<String>,
     error: Option<String>,
+    /// The servers the org probe failed on, in the order tried.
+    failures: Vec<OrgFailure>,
+}
+
+/// What happened to one server during the org phase, for its row if the lockout guard
+/// later keeps its host probe from running.
+#[derive(Debug, Clone)]
+struct OrgFailure {
+    server: String,
+    stage: Stage,
+    /// The server refused the credentials.
+    rejected: bool,
+    error: String,
 }
 
 /// Everything a probe task shares with the others.
@@ -111,6 +125,7 @@ struct Shared {
     org: OrgFacts,
     /// Where the org query answered.
     org_server: Option<String>,
+    org_failures: Vec<OrgFailure>,
     auth_failures: AtomicUsize,
     cancel: CancellationToken,
 }
@@ -134,6 +149,7 @@ pub async fn run(
         opts: opts.clone(),
         org: OrgFacts::default(),
         org_server: None,
+        org_failures: Vec::new(),
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
@@ -163,6 +179,7 @@ pub async fn run(
     let org_targets = org_targets(opts, &candidates, discover_from.as_deref());
     let org = org_phase(&shared, &org_targets, progress).await;
     shared.org_server = org.queried_on.clone();
+    shared.org_failures = org.failures.clone();
     shared.org = match &org.facts {
         Some(f) => OrgFacts {
             servers: Vec::new(),
@@ -408,6 +425,7 @@ fn org_targets(
 
 async fn org_phase(shared: &Shared, targets: &[Target], progress: &dyn Progress) -> OrgResult {
     let mut errors = Vec::new();
+    let mut failures = Vec::new();
     let script = probe::org_script();
     for t in targets {
         if shared.cancel.is_cancelled() {
@@ -433,6 +451,12 @@ async fn org_phase(shared: &Shared, targets: &[Target], progress: &dyn Progress)
                 note_auth_failure(shared, &e);
                 tracing::warn!(server = %t.name, error = %e, "org probe failed");
                 errors.push(format!("{}: {e}", t.name));
+                failures.push(OrgFailure {
+                    server: t.name.clone(),
+                    stage: e.stage,
+                    rejected: e.kind == FailureKind::Auth,
+                    error: e.to_string(),
+                });
             }
             Ok(out) => match parse::parse_org(&out.stdout) {
                 Ok(facts) => {
@@ -440,12 +464,19 @@ async fn org_phase(shared: &Shared, targets: &[Target], progress: &dyn Progress)
                         facts: Some(facts),
                         queried_on: Some(t.name.clone()),
                         error: None,
+                        failures,
                     };
                 }
                 Err(pe) => {
                     let why = script_failure(&pe.to_string(), &out);
                     tracing::warn!(server = %t.name, error = %why, "org probe output unusable");
                     errors.push(format!("{}: {why}", t.name));
+                    failures.push(OrgFailure {
+                        server: t.name.clone(),
+                        stage: Stage::Parse,
+                        rejected: false,
+                        error: why,
+                    });
                 }
             },
         }
@@ -462,6 +493,7 @@ async fn org_phase(shared: &Shared, targets: &[Target], progress: &dyn Progress)
         facts: None,
         queried_on: None,
         error: Some(error),
+        failures,
     }
 }
 
@@ -503,12 +535,29 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         fill_server_facts(&mut row, f, shared.org.mitigations_enabled);
     }
     if lockout_tripped(&shared) {
-        row.status = Status::Error;
-        row.error = Some(format!(
-            "not attempted: authentication failed on {} servers (lockout guard); check the \
-             user name and password before scanning again, the account may be close to lockout",
+        let guard = format!(
+            "authentication failed on {} servers (lockout guard); check the user name and \
+             password before scanning again, the account may be close to lockout",
             shared.opts.max_auth_failures
-        ));
+        );
+        row.status = Status::Error;
+        // A server the org phase already tried was contacted: its row says how that went.
+        let tried = shared
+            .org_failures
+            .iter()
+            .find(|f| f.server.eq_ignore_ascii_case(&job.entry.name));
+        row.error = Some(match tried {
+            Some(f) => {
+                row.error_stage = Some(f.stage);
+                let what = if f.rejected {
+                    "rejected during the org query"
+                } else {
+                    "the org query failed here"
+                };
+                format!("{what}: {}; host probe not attempted: {guard}", f.error)
+            }
+            None => format!("not attempted: {guard}"),
+        });
         return row;
     }
     let proxy = job
@@ -679,6 +728,7 @@ pub async fn discover(
         },
         org: OrgFacts::default(),
         org_server: None,
+        org_failures: Vec::new(),
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };

@@ -1,9 +1,13 @@
 //! Reliability and safety of a fleet scan against the lab: faults, the lockout guard,
 //! interruption, bounded output, credential hygiene, transport safety and injection.
 
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use eems_lab::Lab;
 use serde_json::Value;
 
 fn s(v: &Value) -> &str {
@@ -20,6 +24,44 @@ fn servers(prefix: &str, octet: u8, n: usize, extra: &str) -> Vec<(String, Strin
             )
         })
         .collect()
+}
+
+/// Starts `eems-scan scan` on the lab's inventory with stdout and stderr piped, for a
+/// test that acts while the scan runs.
+fn spawn_scan(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+        .args(["scan", "-i", dir.join("inventory.csv").to_str().unwrap()])
+        .args(["-u", USER])
+        .args(args)
+        .env("EEMS_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits, 20 s at most, until the lab has `n` shells open: long probes are under way.
+async fn wait_for_open_shells(lab: &Lab, n: usize) {
+    let t0 = Instant::now();
+    while lab.open_shells() < n && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lab.open_shells() >= n, "long probes never started");
+}
+
+async fn wait_for_exit(child: Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Exit 4, and a message naming the report (`what`) and the OS error.
+fn assert_unwritten(out: &std::process::Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let named = format!("cannot write report: {what}: ");
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(stderr.contains("os error"), "{stderr}");
 }
 
 /// Healthy rows minus what legitimately varies between runs.
@@ -138,35 +180,51 @@ async fn fault_matrix_every_server_once_with_the_right_cause() {
     lab.shutdown().await;
 }
 
+/// The servers the lab saw reject an authentication, and how many rejections in all.
+fn rejections(lab: &Lab) -> (BTreeSet<String>, usize) {
+    let log = lab.log_records();
+    let rejected: Vec<_> = log.iter().filter(|r| r.step == "rejected").collect();
+    let servers = rejected.iter().map(|r| r.server.clone()).collect();
+    (servers, rejected.len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_guard_stops_after_k_authentication_failures() {
     let dir = scratch("lockout");
-    let list = servers("LK", 50, 12, "");
+    let list = servers("LK", 50, 8, "");
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
     // Every server rejects this password; with -j 1 the order is deterministic.
     let (out, rep) = scan_lab(&dir, "not-the-password", &["-j", "1", "--timeout", "30"]).await;
     assert_eq!(out.status.code(), Some(3));
     let rows = rep["servers"].as_array().unwrap();
-    assert_eq!(rows.len(), 12);
-    let guarded: Vec<&Value> = rows
-        .iter()
-        .filter(|r| {
-            s(&r["error"])
-                .contains("not attempted: authentication failed on 3 servers (lockout guard)")
-        })
-        .collect();
-    // The org phase tried 3 servers and failed on each: that already trips the guard.
-    assert_eq!(guarded.len(), 12, "{rows:#?}");
-    assert!(s(&guarded[0]["error"]).contains("check the user name and password"));
-    let auth_attempts = lab
-        .log_records()
-        .iter()
-        .filter(|r| r.step == "rejected")
-        .count();
-    assert!(
-        auth_attempts <= 3 * 2,
-        "{auth_attempts} rejected authentications"
-    );
+    assert_eq!(rows.len(), 8);
+    // The org phase tried the first 3 servers and each refused the password: that alone
+    // trips the guard (K = 3), so no other server is contacted.
+    let (rejected_on, attempts) = rejections(&lab);
+    let org_tried: BTreeSet<String> = ["LK01", "LK02", "LK03"].map(String::from).into();
+    assert_eq!(rejected_on, org_tried);
+    for r in rows {
+        let error = s(&r["error"]);
+        if org_tried.contains(s(&r["server"])) {
+            assert!(
+                error.starts_with("rejected during the org query: authentication failed for"),
+                "{r}"
+            );
+            assert_eq!(s(&r["error_stage"]), "auth", "{r}");
+        } else {
+            assert!(
+                error.starts_with(
+                    "not attempted: authentication failed on 3 servers (lockout guard)"
+                ),
+                "{r}"
+            );
+            assert!(r["error_stage"].is_null(), "{r}");
+        }
+        assert!(error.contains("check the user name and password"), "{r}");
+    }
+    // README: a wrong password costs the account at most K + 1 failed attempts.
+    println!("lockout guard: {attempts} rejected authentications (bound K + 1 = 4)");
+    assert!(attempts <= 3 + 1, "{attempts} rejected authentications");
     assert!(
         s(&rep["organization"]["error"]).contains("authentication failed"),
         "{}",
@@ -180,18 +238,22 @@ async fn lockout_guard_off_tries_every_server() {
     let dir = scratch("lockout-off");
     let list = servers("LO", 51, 6, "");
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (_, rep) = scan_lab(
+    let (out, rep) = scan_lab(
         &dir,
         "not-the-password",
         &["--max-auth-failures", "0", "--timeout", "30"],
     )
     .await;
+    assert_eq!(out.status.code(), Some(3), "{rep}");
     let rows = rep["servers"].as_array().unwrap();
-    assert!(
-        rows.iter()
-            .all(|r| s(&r["error"]).contains("authentication failed for")),
-        "{rows:#?}"
-    );
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    for r in rows {
+        assert!(s(&r["error"]).contains("authentication failed for"), "{r}");
+        assert_eq!(s(&r["error_stage"]), "auth", "{r}");
+    }
+    let (rejected_on, _) = rejections(&lab);
+    let all: BTreeSet<String> = list.into_iter().map(|(name, _, _)| name).collect();
+    assert_eq!(rejected_on, all, "every server is tried with the guard off");
     lab.shutdown().await;
 }
 
@@ -205,42 +267,28 @@ async fn sigint_writes_reports_with_unfinished_servers_interrupted() {
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
     let json = dir.join("out.json");
     let csv = dir.join("out.csv");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-        .args([
-            "scan",
-            "--inventory",
-            dir.join("inventory.csv").to_str().unwrap(),
-            "--user",
-            USER,
-        ])
-        .args([
+    let child = spawn_scan(
+        &dir,
+        &[
             "--json",
             json.to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
             "-j",
             "4",
-        ])
-        .args(["--operation-timeout", "1", "--timeout", "120"])
-        .env("EEMS_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+            "--operation-timeout",
+            "1",
+            "--timeout",
+            "120",
+        ],
+    );
     let pid = child.id() as i32;
-    // Wait until long commands are running on the lab.
-    let t0 = Instant::now();
-    while lab.open_shells() < 3 && t0.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(lab.open_shells() >= 3, "long probes never started");
+    wait_for_open_shells(&lab, 3).await;
     let sent = Instant::now();
     unsafe {
         libc::kill(pid, libc::SIGINT);
     }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = wait_for_exit(child).await;
     let took = sent.elapsed();
     assert_eq!(
         out.status.code(),
@@ -303,6 +351,71 @@ async fn unwritable_report_path_is_refused_before_any_connection() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("overwrite the input"));
     assert!(lab.log_records().is_empty(), "a server was contacted");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_temporary_file() {
+    let dir = scratch("unwritten");
+    let mut list = servers("UN", 67, 1, "");
+    // Long enough to take the report's name while the scan runs.
+    list.extend(servers("US", 68, 1, "faults = { exec_ms = 3000 }"));
+    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
+    let out_dir = dir.join("reports");
+    std::fs::create_dir(&out_dir).unwrap();
+    let (json, csv, html) = (
+        out_dir.join("out.json"),
+        out_dir.join("out.csv"),
+        out_dir.join("out.html"),
+    );
+    let child = spawn_scan(
+        &dir,
+        &[
+            "--timeout",
+            "30",
+            "--org-server",
+            "UN01",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    wait_for_open_shells(&lab, 1).await;
+    // The JSON report's name is taken by a directory: the rename at the end must fail.
+    std::fs::create_dir(&json).unwrap();
+    std::fs::write(json.join("keep"), "").unwrap();
+    let out = wait_for_exit(child).await;
+    assert_unwritten(&out, &json.display().to_string());
+    // The other reports are finished; nothing else is left beside them.
+    assert_eq!(csv::Reader::from_path(&csv).unwrap().records().count(), 2);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("US01"));
+    assert_eq!(file_names(&out_dir), ["out.csv", "out.html", "out.json"]);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_failing_during_the_scan_exits_4_and_the_others_leave_nothing() {
+    let dir = scratch("unwritten-mid-scan");
+    let lab = start_lab(
+        fleet_from_toml(&fleet_toml("", &servers("UM", 69, 2, ""))),
+        &dir,
+    )
+    .await;
+    let csv = dir.join("out.csv");
+    // The JSON goes to a pipe nobody reads (`| head -c0`): its first write fails, after
+    // the CSV report was opened.
+    let mut child = spawn_scan(&dir, &["--csv", csv.to_str().unwrap(), "--json", "-"]);
+    drop(child.stdout.take());
+    let out = wait_for_exit(child).await;
+    assert_unwritten(&out, "stdout");
+    let left: Vec<String> = file_names(&dir)
+        .into_iter()
+        .filter(|n| n.contains("out.csv"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     lab.shutdown().await;
 }
 
@@ -507,6 +620,12 @@ async fn the_password_is_never_an_argument_and_a_loose_password_file_is_refused(
         out.status.code(),
         Some(2),
         "a --password flag must not exist"
+    );
+    // The refusal, not the no-password error that also exits 2.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unexpected argument '--password'"),
+        "{stderr}"
     );
     let pw = dir.join("pw");
     std::fs::write(&pw, "secret\n").unwrap();

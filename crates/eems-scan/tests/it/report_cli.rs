@@ -8,6 +8,8 @@ use eems_core::analysis::{EemsState, PatternService, ServiceCheck, Status};
 use eems_core::report::{OrgSection, ScanReport, ServerRow, Summary, ToolInfo};
 use scraper::{Html, Selector};
 
+use crate::common::file_names;
+
 fn dir(test: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("report_cli-{test}"));
     let _ = std::fs::remove_dir_all(&d);
@@ -114,12 +116,7 @@ fn report_rerenders_html_and_csv() {
     assert_eq!(&records[3][0], "EX04");
     assert_eq!(&records[3][6], "error");
     // Nothing but the files: no leftovers from the atomic writes.
-    let mut names: Vec<_> = std::fs::read_dir(&d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["fleet.csv", "fleet.html", "scan.json"]);
+    assert_eq!(file_names(&d), ["fleet.csv", "fleet.html", "scan.json"]);
 }
 
 #[test]
