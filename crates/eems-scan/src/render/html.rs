@@ -113,6 +113,35 @@ const ALL_STATUSES: [Status; 5] = [
 /// Shown for a value the scan does not have.
 const UNKNOWN: &str = "—";
 
+/// Sort key of a check cell: by severity, the cell's colour (red, yellow, grey, green, as
+/// the status column), then by its text; a value the scan does not have after the known
+/// ones. Ranks 8 and 9 are the error and skipped rows' spanning cell, so those rows stay
+/// together after every real value instead of sorting by their message among them.
+fn check_sort(class: &str, text: &str) -> String {
+    let rank = match class {
+        _ if text == UNKNOWN => 4,
+        "Red" => 0,
+        "Yellow" => 1,
+        "Green" => 3,
+        _ => 2,
+    };
+    format!("{rank} {}", text.to_lowercase())
+}
+
+/// A build sorts by version (the page compares digit runs as numbers); unknown last.
+fn build_sort(build: &Option<String>) -> String {
+    match build {
+        Some(b) => format!("0 {b}"),
+        None => "1".into(),
+    }
+}
+
+/// AD site names are case-insensitive: "HQ" and "hq" are one site. This key is what the
+/// site filter offers, dedupes, orders and matches rows by.
+fn site_key(site: &str) -> String {
+    site.to_lowercase()
+}
+
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| UNKNOWN.into())
 }
@@ -154,11 +183,13 @@ struct Cell {
     col: &'static str,
     text: String,
     class: &'static str,
+    sort: String,
 }
 
 struct Span {
     text: String,
     class: &'static str,
+    sort: &'static str,
 }
 
 struct MatrixRow {
@@ -171,7 +202,9 @@ struct MatrixRow {
     cells: Vec<Cell>,
     span: Option<Span>,
     build: String,
+    build_sort: String,
     site: String,
+    site_key: String,
 }
 
 struct HcView {
@@ -198,6 +231,12 @@ struct Tile {
     status: &'static str,
     class: &'static str,
     count: usize,
+}
+
+/// One entry of the site filter: the first spelling seen, and the key rows carry.
+struct SiteOption {
+    key: String,
+    label: String,
 }
 
 struct OrgView {
@@ -230,11 +269,13 @@ struct ReportPage<'a> {
     tool: String,
     summary: Summary,
     tiles: Vec<Tile>,
-    sites: Vec<String>,
+    sites: Vec<SiteOption>,
     headers: [(&'static str, &'static str); 10],
     rows: Vec<MatrixRow>,
     details: Vec<DetailView<'a>>,
     not_in_inventory: Vec<CoverageRow>,
+    /// The tile's count: unknown when the organisation query failed.
+    missing: String,
     coverage_note: &'static str,
 }
 
@@ -260,6 +301,7 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
                 .clone()
                 .unwrap_or_else(|| "could not be scanned".into()),
             class: "Red",
+            sort: "8",
         }),
         Status::Skipped => Some(Span {
             text: r
@@ -268,6 +310,7 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
                 .cloned()
                 .unwrap_or_else(|| "skipped".into()),
             class: "",
+            sort: "9",
         }),
         _ => None,
     };
@@ -277,45 +320,40 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
         let eems = r.eems_state.as_deref();
         let service = r.service_check.as_deref();
         let pattern = r.pattern_service.as_deref();
+        let blocked = r.mitigations_blocked.join(", ");
+        let check = |col, text: String, class| Cell {
+            col,
+            sort: check_sort(class, &text),
+            text,
+            class,
+        };
         vec![
-            Cell {
-                col: "eems",
-                text: opt(&r.eems_state),
-                class: eems.map(eems_class).unwrap_or(""),
-            },
-            Cell {
-                col: "service",
-                text: opt(&r.service_check),
-                class: service.map(service_class).unwrap_or(""),
-            },
-            Cell {
-                col: "pattern",
-                // The Unreachable label carries HealthChecker's help link on a second line;
-                // the matrix shows the verdict, the details the rest.
-                text: pattern
+            check(
+                "eems",
+                opt(&r.eems_state),
+                eems.map(eems_class).unwrap_or(""),
+            ),
+            check(
+                "service",
+                opt(&r.service_check),
+                service.map(service_class).unwrap_or(""),
+            ),
+            // The Unreachable label carries HealthChecker's help link on a second line;
+            // the matrix shows the verdict, the details the rest.
+            check(
+                "pattern",
+                pattern
                     .map(|p| p.lines().next().unwrap_or("").to_string())
                     .unwrap_or_else(|| UNKNOWN.into()),
-                class: pattern.map(pattern_class).unwrap_or(""),
-            },
-            Cell {
-                col: "blocked",
-                text: r.mitigations_blocked.join(", "),
-                class: if r.mitigations_blocked.is_empty() {
-                    ""
-                } else {
-                    "Yellow"
-                },
-            },
-            Cell {
-                col: "applied",
-                text: r.mitigations_applied.join(", "),
-                class: "",
-            },
-            Cell {
-                col: "telemetry",
-                text: bool_text(r.telemetry_enabled).into(),
-                class: "",
-            },
+                pattern.map(pattern_class).unwrap_or(""),
+            ),
+            check(
+                "blocked",
+                blocked.clone(),
+                if blocked.is_empty() { "" } else { "Yellow" },
+            ),
+            check("applied", r.mitigations_applied.join(", "), ""),
+            check("telemetry", bool_text(r.telemetry_enabled).into(), ""),
         ]
     };
     MatrixRow {
@@ -330,7 +368,9 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
             (Some(b), Some(p)) => format!("{b} ({p})"),
             (b, _) => opt(b),
         },
+        build_sort: build_sort(&r.build),
         site: r.site.clone().unwrap_or_default(),
+        site_key: site_key(r.site.as_deref().unwrap_or_default()),
     }
 }
 
@@ -403,9 +443,17 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
         })
         .collect();
 
-    let mut sites: Vec<String> = order.iter().filter_map(|r| r.site.clone()).collect();
-    sites.sort_by_key(|s| s.to_lowercase());
-    sites.dedup();
+    let mut sites: Vec<SiteOption> = order
+        .iter()
+        .filter_map(|r| r.site.as_deref())
+        .map(|s| SiteOption {
+            key: site_key(s),
+            label: s.to_string(),
+        })
+        .collect();
+    // Stable: the first spelling of a site in the page order names its option.
+    sites.sort_by(|a, b| a.key.cmp(&b.key));
+    sites.dedup_by(|a, b| a.key == b.key);
 
     let org = &report.organization;
     let org_name = org
@@ -464,6 +512,11 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
                 edge: bool_text(u.is_edge_server),
             })
             .collect(),
+        missing: if org.error.is_some() {
+            UNKNOWN.into()
+        } else {
+            report.not_in_inventory.len().to_string()
+        },
         coverage_note,
     };
     page.render()
@@ -553,11 +606,27 @@ impl SideView {
 struct DriftRow {
     server: String,
     field: &'static str,
+    label: &'static str,
     old: String,
+    old_class: &'static str,
     new: String,
+    new_class: &'static str,
     verdict: &'static str,
     verdict_sort: u8,
     class: &'static str,
+}
+
+/// The drift filter's options: the field's key (what rows carry) and its label.
+struct FieldOption {
+    key: &'static str,
+    label: &'static str,
+}
+
+/// The summary's "N of M servers changed": servers in either scan, and those with any
+/// change including being added or removed (a removed server changed too).
+struct ServerCounts {
+    changed: usize,
+    total: usize,
 }
 
 #[derive(Template)]
@@ -571,7 +640,8 @@ struct DriftPage {
     old: SideView,
     new: SideView,
     summary: eems_core::drift::DriftSummary,
-    fields: Vec<&'static str>,
+    servers: ServerCounts,
+    fields: Vec<FieldOption>,
     headers: [(&'static str, &'static str); 5],
     rows: Vec<DriftRow>,
 }
@@ -584,6 +654,31 @@ pub fn drift_side(field: Field, v: &Option<String>) -> String {
         (Field::MitigationsBlocked, None) => "(not blocked)".into(),
         (Field::MitigationsApplied, None) => "(not applied)".into(),
         (_, None) => UNKNOWN.into(),
+    }
+}
+
+/// The colour a drift side's value has in the fleet report, so old and new read the same
+/// way there; values of fields without colours stay plain.
+fn drift_class(field: Field, value: &Option<String>) -> &'static str {
+    let Some(v) = value.as_deref() else {
+        return "";
+    };
+    match field {
+        Field::Status | Field::Server => ALL_STATUSES
+            .iter()
+            .find(|s| s.as_str() == v)
+            .map_or("", |&s| status_class(s)),
+        Field::EemsState => eems_class(v),
+        // "Investigate (Stopped, Manual)": the verdict is the first word.
+        Field::Service => service_class(v.split(' ').next().unwrap_or("")),
+        Field::PatternService => pattern_class(v),
+        Field::OrgMitigationsEnabled => match v {
+            "True" => "Green",
+            "False" => "Yellow",
+            _ => "",
+        },
+        Field::MitigationsBlocked => "Yellow",
+        Field::MitigationsApplied | Field::Build | Field::TelemetryEnabled => "",
     }
 }
 
@@ -609,9 +704,10 @@ pub fn render_drift(
             ));
         }
     }
-    let mut fields: Vec<&'static str> = drift.changes.iter().map(|c| c.field.as_str()).collect();
-    fields.sort();
+    let mut fields: Vec<Field> = drift.changes.iter().map(|c| c.field).collect();
+    fields.sort_by_key(|f| f.label());
     fields.dedup();
+    let s = &drift.summary;
     let page = DriftPage {
         csp: csp(),
         version: env!("CARGO_PKG_VERSION"),
@@ -624,7 +720,17 @@ pub fn render_drift(
         old: SideView::new(old),
         new: SideView::new(new),
         summary: drift.summary.clone(),
-        fields,
+        servers: ServerCounts {
+            changed: s.servers_changed + s.servers_added + s.servers_removed,
+            total: s.servers_compared + s.servers_added + s.servers_removed,
+        },
+        fields: fields
+            .into_iter()
+            .map(|f| FieldOption {
+                key: f.as_str(),
+                label: f.label(),
+            })
+            .collect(),
         headers: [
             ("server", "Server"),
             ("field", "Change"),
@@ -638,8 +744,11 @@ pub fn render_drift(
             .map(|c| DriftRow {
                 server: c.server.clone().unwrap_or_else(|| "(organisation)".into()),
                 field: c.field.as_str(),
+                label: c.field.label(),
                 old: drift_side(c.field, &c.old),
+                old_class: drift_class(c.field, &c.old),
                 new: drift_side(c.field, &c.new),
+                new_class: drift_class(c.field, &c.new),
                 verdict: c.verdict.as_str(),
                 verdict_sort: c.verdict as u8,
                 class: match c.verdict {
