@@ -607,13 +607,31 @@ struct DriftRow {
     server: String,
     field: &'static str,
     label: &'static str,
-    old: String,
-    old_class: &'static str,
-    new: String,
-    new_class: &'static str,
+    old: Side,
+    new: Side,
     verdict: &'static str,
     verdict_sort: u8,
     class: &'static str,
+}
+
+/// Old or new value of a change, coloured as the fleet report colours it, and sorting as
+/// its check cells do; an absent value sorts after every present one.
+struct Side {
+    text: String,
+    class: &'static str,
+    sort: String,
+}
+
+impl Side {
+    fn new(field: Field, value: &Option<String>) -> Side {
+        let text = drift_side(field, value);
+        let class = drift_class(field, value);
+        let sort = match value {
+            Some(_) => check_sort(class, &text),
+            None => format!("4 {}", text.to_lowercase()),
+        };
+        Side { text, class, sort }
+    }
 }
 
 /// The drift filter's options: the field's key (what rows carry) and its label.
@@ -745,10 +763,8 @@ pub fn render_drift(
                 server: c.server.clone().unwrap_or_else(|| "(organisation)".into()),
                 field: c.field.as_str(),
                 label: c.field.label(),
-                old: drift_side(c.field, &c.old),
-                old_class: drift_class(c.field, &c.old),
-                new: drift_side(c.field, &c.new),
-                new_class: drift_class(c.field, &c.new),
+                old: Side::new(c.field, &c.old),
+                new: Side::new(c.field, &c.new),
                 verdict: c.verdict.as_str(),
                 verdict_sort: c.verdict as u8,
                 class: match c.verdict {
@@ -1025,18 +1041,82 @@ mod tests {
         let row = row_of(&doc, HOSTILE);
         assert_eq!(
             row.value().attr("data-site"),
-            Some(&*format!("Site{HOSTILE}"))
+            Some(&*site_key(&format!("Site{HOSTILE}")))
         );
         let text: String = doc.root_element().text().collect();
         assert!(text.contains(&format!("M1{HOSTILE}")));
         assert!(text.contains(&format!("http://proxy:8080/{HOSTILE}")));
         assert!(text.contains(&format!("EX99{HOSTILE}")));
         assert!(text.contains(&format!("Contoso{HOSTILE}")));
-        // The site filter offers it as an option value, escaped.
+        // The site filter offers it, escaped.
         assert!(
             doc.select(&sel(r#"select[data-filter="site"] option"#))
-                .any(|o| o.value().attr("value") == Some(&*format!("Site{HOSTILE}")))
+                .any(|o| o.text().collect::<String>() == format!("Site{HOSTILE}"))
         );
+    }
+
+    #[test]
+    fn sites_differing_only_in_case_are_one_site() {
+        let mut r = fleet();
+        r.servers[0].site = Some("HQ".into());
+        r.servers[1].site = Some("hq".into());
+        r.servers[2].site = Some("Branch".into());
+        let html = render_report(&r).unwrap();
+        let doc = Html::parse_document(&html);
+        let options: Vec<(String, String)> = doc
+            .select(&sel(r#"select[data-filter="site"] option"#))
+            .skip(1)
+            .map(|o| {
+                (
+                    o.value().attr("value").unwrap().to_string(),
+                    o.text().collect(),
+                )
+            })
+            .collect();
+        let values: Vec<&str> = options.iter().map(|(v, _)| v.as_str()).collect();
+        // One option per site whatever the case, ordered and matched by the same key.
+        let hostile = site_key(&format!("Site{HOSTILE}"));
+        assert_eq!(values, ["branch", "hq", hostile.as_str()]);
+        // The first spelling in page order names the option: EX02's (a warning, so
+        // before EX01).
+        assert_eq!(options[1].1, "hq");
+        // The filter shows both spellings' rows under the one option.
+        let hq: Vec<_> = doc
+            .select(&sel(r#"#matrix tbody tr[data-site="hq"]"#))
+            .collect();
+        assert_eq!(hq.len(), 2);
+        for tr in doc.select(&sel("#matrix tbody tr")) {
+            let site = tr.value().attr("data-site").unwrap();
+            assert!(site.is_empty() || values.contains(&site), "{site}");
+        }
+    }
+
+    #[test]
+    fn without_javascript_there_are_no_controls_and_rows_sort_by_severity() {
+        let html = render_report(&fleet()).unwrap();
+        let doc = Html::parse_document(&html);
+        // The script makes the headings buttons; a button without it would do nothing.
+        assert_eq!(doc.select(&sel("button")).count(), 0);
+        assert!(!html.contains('\u{2195}'));
+        assert_eq!(doc.select(&sel("#matrix caption")).count(), 1);
+        // Check cells rank by colour; error and skipped rows sort after every value.
+        let keys: Vec<String> = doc
+            .select(&sel("#matrix td[data-sort]"))
+            .map(|td| td.value().attr("data-sort").unwrap().to_string())
+            .collect();
+        assert!(keys.iter().any(|k| k.starts_with("8")));
+        assert!(keys.iter().any(|k| k.starts_with("9")));
+        assert_eq!(check_sort("Red", "Failed to query config"), "0 failed to query config");
+        assert_eq!(check_sort("Green", "Enabled"), "3 enabled");
+        assert_eq!(check_sort("", UNKNOWN), format!("4 {UNKNOWN}"));
+        // The org servers missing from the inventory have a tile.
+        let tile: String = doc
+            .select(&sel(r#".tile[data-status="not-in-inventory"] .count"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(tile, "1");
     }
 
     #[test]
@@ -1149,6 +1229,24 @@ mod tests {
         for r in regressions {
             assert_eq!(class_of(*r, "verdict").as_deref(), Some("Red"));
         }
+        // Changes are named as the console names them; statuses keep their colours.
+        let service = rows
+            .iter()
+            .find(|r| r.value().attr("data-field") == Some("service"))
+            .unwrap();
+        let field: String = service
+            .select(&sel(r#"td[data-col="field"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(field, Field::Service.label());
+        let status = rows
+            .iter()
+            .find(|r| r.value().attr("data-field") == Some("status"))
+            .unwrap();
+        assert_eq!(class_of(*status, "old").as_deref(), Some("pre Green"));
+        assert_eq!(class_of(*status, "new").as_deref(), Some("pre Yellow"));
         let tile: String = doc
             .select(&sel(r#".tile[data-verdict="regression"] .count"#))
             .next()
@@ -1156,6 +1254,34 @@ mod tests {
             .text()
             .collect();
         assert_eq!(tile, "3");
+        let servers: String = doc
+            .select(&sel(r#".tile[data-verdict="servers"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(servers, "2of 6 servers changed");
+    }
+
+    #[test]
+    fn a_removed_server_counts_among_the_changed() {
+        let old = fleet();
+        let mut new = fleet();
+        new.servers.remove(0);
+        let drift = compare(&old, &new).unwrap();
+        let label = |report| ScanLabel {
+            file: "x.json".into(),
+            report,
+        };
+        let html = render_drift(&label(&old), &label(&new), &drift).unwrap();
+        let doc = Html::parse_document(&html);
+        let servers: String = doc
+            .select(&sel(r#".tile[data-verdict="servers"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(servers, "1of 6 servers changed");
     }
 
     #[test]

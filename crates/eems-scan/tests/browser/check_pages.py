@@ -215,9 +215,13 @@ def fleet_key(col, row):
 
 
 def drift_key(col, row):
-    text = row["cells"][col][0]
+    text, colour = row["cells"][col]
     if col == "verdict":
         return VERDICT_ORDER.index(text)
+    if col in ("old", "new"):
+        # As the fleet's check cells: by colour, an absent value ("(not in scan)") last.
+        absent = text == UNKNOWN or (text.startswith("(not ") and text.endswith(")"))
+        return (4 if absent else COLOUR_RANK.get(colour, 2), natural(text))
     return natural(text)
 
 
