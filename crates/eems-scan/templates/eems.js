@@ -62,11 +62,12 @@
     button.type = "button";
     button.className = "sort";
     button.textContent = th.textContent;
-    // The arrow is decoration: hidden from screen readers, which read aria-sort instead.
+    // The arrow is decoration: hidden from screen readers, which read aria-sort instead;
+    // the no-break space keeps it beside the last word of the heading.
     var arrow = document.createElement("span");
     arrow.className = "arrow";
     arrow.setAttribute("aria-hidden", "true");
-    arrow.textContent = " \u2195";
+    arrow.textContent = "\u00a0\u2195";
     button.appendChild(arrow);
     th.textContent = "";
     th.appendChild(button);
@@ -76,10 +77,10 @@
       headers.forEach(function (other) {
         other.removeAttribute("aria-sort");
         var a = other.querySelector(".arrow");
-        if (a) { a.textContent = " \u2195"; }
+        if (a) { a.textContent = "\u00a0\u2195"; }
       });
       th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-      arrow.textContent = ascending ? " \u2191" : " \u2193";
+      arrow.textContent = ascending ? "\u00a0\u2191" : "\u00a0\u2193";
       var keyed = rows.map(function (r, i) { return { row: r, key: sortKey(r, col), index: i }; });
       keyed.sort(function (a, b) {
         var c = collator.compare(a.key, b.key);

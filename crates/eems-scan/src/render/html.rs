@@ -1106,7 +1106,10 @@ mod tests {
             .collect();
         assert!(keys.iter().any(|k| k.starts_with("8")));
         assert!(keys.iter().any(|k| k.starts_with("9")));
-        assert_eq!(check_sort("Red", "Failed to query config"), "0 failed to query config");
+        assert_eq!(
+            check_sort("Red", "Failed to query config"),
+            "0 failed to query config"
+        );
         assert_eq!(check_sort("Green", "Enabled"), "3 enabled");
         assert_eq!(check_sort("", UNKNOWN), format!("4 {UNKNOWN}"));
         // The org servers missing from the inventory have a tile.

@@ -92,7 +92,14 @@ async fn fleet_and_drift_pages_work_in_chromium() {
     std::fs::create_dir_all(&new_dir).unwrap();
     let (old_json, fleet_html) = (dir.join("old.json"), dir.join("fleet.html"));
     let (new_json, new_html) = (dir.join("new.json"), dir.join("new.html"));
-    scan(&old_dir, &demo_toml(33, false), None, &old_json, &fleet_html).await;
+    scan(
+        &old_dir,
+        &demo_toml(33, false),
+        None,
+        &old_json,
+        &fleet_html,
+    )
+    .await;
     scan(
         &new_dir,
         &demo_toml(34, true),
@@ -142,5 +149,9 @@ async fn fleet_and_drift_pages_work_in_chromium() {
     .await
     .unwrap();
     println!("{}", text(&out));
-    assert!(out.status.success(), "browser checks failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{}",
+        text(&out)
+    );
 }
