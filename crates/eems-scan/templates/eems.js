@@ -7,8 +7,10 @@
   "use strict";
 
   // A server link opens the details it points at; a closed <details> would hide them.
+  // Our ids are plain ASCII, so the hash is used as it is (decoding a hand-typed one
+  // could throw and stop the rest of this script).
   function openTarget(hash) {
-    var target = hash.length > 1 ? document.getElementById(decodeURIComponent(hash.slice(1))) : null;
+    var target = hash.length > 1 ? document.getElementById(hash.slice(1)) : null;
     if (target && target.tagName === "DETAILS") { target.open = true; }
   }
   document.addEventListener("click", function (e) {
