@@ -5,11 +5,14 @@
 #
 # 1. runs `eems-lab demo`, which serves the demo organisation on loopback, scans it with
 #    eems-scan and writes eems-report.html (among other reports) into a temporary directory;
-# 2. screenshots that HTML with headless Chromium.
+# 2. screenshots that HTML in headless Chromium, with the browser test's own set-up
+#    (crates/eems-scan/tests/browser/check_pages.py: the same flags, driver and profile).
 #
-# Needs Chromium (Debian: apt-get install -y chromium); installs nothing by itself.
+# Needs what the browser test needs, as .ci/run installs it: Chromium and chromedriver
+# (Debian: apt-get install -y chromium chromium-driver) and a Python with selenium
+# (.venv/bin/python, or EEMS_PYTHON). Installs nothing by itself.
 # Shrinks the PNG with pngquant or optipng when one of them is installed (optional).
-# Environment: CHROMIUM (browser binary, default: chromium or chromium-browser on PATH),
+# Environment: CHROMIUM, CHROMEDRIVER (default: chromium, chromedriver on PATH),
 # WINDOW_SIZE (default 1400,1000: header, summary tiles and most of the matrix).
 set -euo pipefail
 
@@ -23,22 +26,23 @@ case "$out" in
     *) out="$PWD/$out" ;;
 esac
 
-# --- Chromium: check first, so a missing browser fails before any build or scan. ---
-chromium=${CHROMIUM:-}
-if [[ -z "$chromium" ]]; then
-    for c in chromium chromium-browser; do
-        if command -v "$c" >/dev/null 2>&1; then
-            chromium=$(command -v "$c")
-            break
-        fi
-    done
-fi
-if [[ -z "$chromium" ]] || ! command -v "$chromium" >/dev/null 2>&1; then
-    echo "screenshot.sh: chromium not found. Install it first, e.g. on Debian/Ubuntu:" >&2
-    echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2
-    echo "(or point CHROMIUM at a Chromium/Chrome binary)" >&2
+# --- The browser set-up: check first, so a missing piece fails before any build or scan. ---
+python=${EEMS_PYTHON:-$repo/.venv/bin/python}
+check_pages="$repo/crates/eems-scan/tests/browser/check_pages.py"
+if ! "$python" -c 'import selenium' >/dev/null 2>&1; then
+    echo "screenshot.sh: no Python with selenium at $python. Create it as .ci/run does:" >&2
+    echo "    python3 -m venv .venv && .venv/bin/pip install selenium==4.51.0" >&2
+    echo "(or point EEMS_PYTHON at one)" >&2
     exit 1
 fi
+for tool in "${CHROMIUM:-chromium}" "${CHROMEDRIVER:-chromedriver}"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "screenshot.sh: $tool not found. Install it first, e.g. on Debian/Ubuntu:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y chromium chromium-driver" >&2
+        echo "(or point CHROMIUM / CHROMEDRIVER at them)" >&2
+        exit 1
+    fi
+done
 
 # --- eems-lab: the release build if there is one, else the debug build (built if missing). ---
 cd "$repo"
@@ -67,24 +71,11 @@ if [[ ! -s "$report" ]]; then
 fi
 
 # --- The screenshot. ---
-# The flags keep Chromium off the network (background fetches, component updates, sync,
-# QUIC) and give it a throw-away profile; the report itself loads nothing from anywhere.
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
-"$chromium" \
-    --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$work/profile" \
-    --hide-scrollbars --window-size="$window_size" \
-    --screenshot="$out" \
-    "file://$report" 2> "$work/chromium.log" || {
-    echo "screenshot.sh: chromium failed; its log:" >&2
-    cat "$work/chromium.log" >&2
-    exit 1
-}
+"$python" "$check_pages" screenshot "$report" "$out" --size "$window_size"
 if [[ ! -s "$out" ]]; then
-    echo "screenshot.sh: chromium wrote no $out; its log:" >&2
-    cat "$work/chromium.log" >&2
+    echo "screenshot.sh: no $out was written" >&2
     exit 1
 fi
 

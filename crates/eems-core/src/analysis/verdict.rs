@@ -89,6 +89,11 @@ macro_rules! verdict {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// The verdict a label names (a saved report's text read back).
+            pub fn from_label(label: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.label() == label)
+            }
+
             /// HealthChecker's text.
             pub fn label(self) -> &'static str {
                 match self { $($name::$variant => $label,)+ }
@@ -166,6 +171,7 @@ mod tests {
         for s in EemsState::ALL {
             let json = serde_json::to_string(s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.label()));
+            assert_eq!(EemsState::from_label(s.label()), Some(*s));
             assert_eq!(serde_json::from_str::<EemsState>(&json).unwrap(), *s);
         }
         for s in ServiceCheck::ALL {

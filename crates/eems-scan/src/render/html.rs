@@ -75,6 +75,35 @@ const ALL_STATUSES: [Status; 5] = [
 /// Shown for a value the scan does not have.
 const UNKNOWN: &str = "—";
 
+/// Sort key of a check cell: by severity, the cell's colour (red, yellow, grey, green, as
+/// the status column), then by its text; a value the scan does not have after the known
+/// ones. Ranks 8 and 9 are the error and skipped rows' spanning cell, so those rows stay
+/// together after every real value instead of sorting by their message among them.
+fn check_sort(class: &str, text: &str) -> String {
+    let rank = match class {
+        _ if text == UNKNOWN => 4,
+        "Red" => 0,
+        "Yellow" => 1,
+        "Green" => 3,
+        _ => 2,
+    };
+    format!("{rank} {}", text.to_lowercase())
+}
+
+/// A build sorts by version (the page compares digit runs as numbers); unknown last.
+fn build_sort(build: &Option<String>) -> String {
+    match build {
+        Some(b) => format!("0 {b}"),
+        None => "1".into(),
+    }
+}
+
+/// AD site names are case-insensitive: "HQ" and "hq" are one site. This key is what the
+/// site filter offers, dedupes, orders and matches rows by.
+fn site_key(site: &str) -> String {
+    site.to_lowercase()
+}
+
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| UNKNOWN.to_string(), ToString::to_string)
@@ -117,11 +146,13 @@ struct Cell {
     col: &'static str,
     text: String,
     class: &'static str,
+    sort: String,
 }
 
 struct Span {
     text: String,
     class: &'static str,
+    sort: &'static str,
 }
 
 struct MatrixRow {
@@ -134,7 +165,9 @@ struct MatrixRow {
     cells: Vec<Cell>,
     span: Option<Span>,
     build: String,
+    build_sort: String,
     site: String,
+    site_key: String,
 }
 
 struct HcView {
@@ -161,6 +194,12 @@ struct Tile {
     status: &'static str,
     class: &'static str,
     count: usize,
+}
+
+/// One entry of the site filter: the first spelling seen, and the key rows carry.
+struct SiteOption {
+    key: String,
+    label: String,
 }
 
 struct OrgView {
@@ -193,11 +232,13 @@ struct ReportPage<'a> {
     tool: String,
     summary: Summary,
     tiles: Vec<Tile>,
-    sites: Vec<String>,
+    sites: Vec<SiteOption>,
     headers: [(&'static str, &'static str); 10],
     rows: Vec<MatrixRow>,
     details: Vec<DetailView<'a>>,
     not_in_inventory: Vec<CoverageRow>,
+    /// The tile's count: unknown when the organisation query failed.
+    missing: String,
     coverage_note: &'static str,
 }
 
@@ -223,6 +264,7 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
                 .clone()
                 .unwrap_or_else(|| "could not be scanned".into()),
             class: "Red",
+            sort: "8",
         }),
         Status::Skipped => Some(Span {
             text: r
@@ -231,49 +273,43 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
                 .cloned()
                 .unwrap_or_else(|| "skipped".into()),
             class: "",
+            sort: "9",
         }),
         _ => None,
     };
     let cells = if span.is_some() {
         Vec::new()
     } else {
-        // Each verdict cell in HealthChecker's colour for it.
-        let class = |w: Option<WriteType>| w.map_or("", WriteType::css_class);
+        let blocked = r.mitigations_blocked.join(", ");
+        let check = |col, text: String, class| Cell {
+            col,
+            sort: check_sort(class, &text),
+            text,
+            class,
+        };
         vec![
-            Cell {
-                col: "eems",
-                text: opt(&r.eems_state),
-                class: class(r.eems_state.map(EemsState::write_type)),
-            },
-            Cell {
-                col: "service",
-                text: opt(&r.service_check),
-                class: class(r.service_check.map(ServiceCheck::write_type)),
-            },
-            Cell {
-                col: "pattern",
-                text: opt(&r.pattern_service),
-                class: class(r.pattern_service.map(PatternService::write_type)),
-            },
-            Cell {
-                col: "blocked",
-                text: r.mitigations_blocked.join(", "),
-                class: if r.mitigations_blocked.is_empty() {
-                    ""
-                } else {
-                    "Yellow"
-                },
-            },
-            Cell {
-                col: "applied",
-                text: r.mitigations_applied.join(", "),
-                class: "",
-            },
-            Cell {
-                col: "telemetry",
-                text: bool_text(r.telemetry_enabled).into(),
-                class: "",
-            },
+            check(
+                "eems",
+                opt(&r.eems_state),
+                colour(r.eems_state.map(EemsState::write_type)),
+            ),
+            check(
+                "service",
+                opt(&r.service_check),
+                colour(r.service_check.map(ServiceCheck::write_type)),
+            ),
+            check(
+                "pattern",
+                opt(&r.pattern_service),
+                colour(r.pattern_service.map(PatternService::write_type)),
+            ),
+            check(
+                "blocked",
+                blocked.clone(),
+                if blocked.is_empty() { "" } else { "Yellow" },
+            ),
+            check("applied", r.mitigations_applied.join(", "), ""),
+            check("telemetry", bool_text(r.telemetry_enabled).into(), ""),
         ]
     };
     MatrixRow {
@@ -288,7 +324,9 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
             (Some(b), Some(p)) => format!("{b} ({p})"),
             (b, _) => opt(b),
         },
+        build_sort: build_sort(&r.build),
         site: r.site.clone().unwrap_or_default(),
+        site_key: site_key(r.site.as_deref().unwrap_or_default()),
     }
 }
 
@@ -359,9 +397,17 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
         })
         .collect();
 
-    let mut sites: Vec<String> = order.iter().filter_map(|r| r.site.clone()).collect();
-    sites.sort_by_key(|s| s.to_lowercase());
-    sites.dedup();
+    let mut sites: Vec<SiteOption> = order
+        .iter()
+        .filter_map(|r| r.site.as_deref())
+        .map(|s| SiteOption {
+            key: site_key(s),
+            label: s.to_string(),
+        })
+        .collect();
+    // Stable: the first spelling of a site in the page order names its option.
+    sites.sort_by(|a, b| a.key.cmp(&b.key));
+    sites.dedup_by(|a, b| a.key == b.key);
 
     let org = &report.organization;
     let org_name = org
@@ -420,6 +466,11 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
                 edge: bool_text(u.is_edge_server),
             })
             .collect(),
+        missing: if org.error.is_some() {
+            UNKNOWN.into()
+        } else {
+            report.not_in_inventory.len().to_string()
+        },
         coverage_note,
     };
     page.render()
@@ -509,11 +560,45 @@ impl SideView {
 struct DriftRow {
     server: String,
     field: &'static str,
-    old: String,
-    new: String,
+    label: &'static str,
+    old: Side,
+    new: Side,
     verdict: &'static str,
     verdict_sort: u8,
     class: &'static str,
+}
+
+/// Old or new value of a change, coloured as the fleet report colours it, and sorting as
+/// its check cells do; an absent value sorts after every present one.
+struct Side {
+    text: String,
+    class: &'static str,
+    sort: String,
+}
+
+impl Side {
+    fn new(field: Field, value: &Option<String>) -> Side {
+        let text = drift_side(field, value);
+        let class = drift_class(field, value);
+        let sort = match value {
+            Some(_) => check_sort(class, &text),
+            None => format!("4 {}", text.to_lowercase()),
+        };
+        Side { text, class, sort }
+    }
+}
+
+/// The drift filter's options: the field's key (what rows carry) and its label.
+struct FieldOption {
+    key: &'static str,
+    label: &'static str,
+}
+
+/// The summary's "N of M servers changed": servers in either scan, and those with any
+/// change including being added or removed (a removed server changed too).
+struct ServerCounts {
+    changed: usize,
+    total: usize,
 }
 
 #[derive(Template)]
@@ -527,7 +612,8 @@ struct DriftPage {
     old: SideView,
     new: SideView,
     summary: eems_core::drift::DriftSummary,
-    fields: Vec<&'static str>,
+    servers: ServerCounts,
+    fields: Vec<FieldOption>,
     headers: [(&'static str, &'static str); 5],
     rows: Vec<DriftRow>,
 }
@@ -540,6 +626,41 @@ pub fn drift_side(field: Field, v: &Option<String>) -> String {
         (Field::MitigationsBlocked, None) => "(not blocked)".into(),
         (Field::MitigationsApplied, None) => "(not applied)".into(),
         (_, None) => UNKNOWN.into(),
+    }
+}
+
+/// A verdict's cell class: HealthChecker's colour for it, none when there is no verdict.
+fn colour(w: Option<WriteType>) -> &'static str {
+    w.map_or("", WriteType::css_class)
+}
+
+/// The colour a drift side's value has in the fleet report, so old and new read the same
+/// way there; values of fields without colours stay plain.
+fn drift_class(field: Field, value: &Option<String>) -> &'static str {
+    let Some(v) = value.as_deref() else {
+        return "";
+    };
+    match field {
+        Field::Status | Field::Server => ALL_STATUSES
+            .iter()
+            .find(|s| s.as_str() == v)
+            .map_or("", |&s| status_class(s)),
+        Field::EemsState => colour(EemsState::from_label(v).map(EemsState::write_type)),
+        // "Investigate (Stopped, Manual)": the verdict is the first word.
+        Field::Service => colour(
+            ServiceCheck::from_label(v.split(' ').next().unwrap_or(""))
+                .map(ServiceCheck::write_type),
+        ),
+        Field::PatternService => {
+            colour(PatternService::from_label(v).map(PatternService::write_type))
+        }
+        Field::OrgMitigationsEnabled => match v {
+            "True" => "Green",
+            "False" => "Yellow",
+            _ => "",
+        },
+        Field::MitigationsBlocked => "Yellow",
+        Field::MitigationsApplied | Field::Build | Field::TelemetryEnabled => "",
     }
 }
 
@@ -565,9 +686,10 @@ pub fn render_drift(
             ));
         }
     }
-    let mut fields: Vec<&'static str> = drift.changes.iter().map(|c| c.field.as_str()).collect();
-    fields.sort();
+    let mut fields: Vec<Field> = drift.changes.iter().map(|c| c.field).collect();
+    fields.sort_by_key(|f| f.label());
     fields.dedup();
+    let s = &drift.summary;
     let page = DriftPage {
         csp: csp(),
         version: env!("CARGO_PKG_VERSION"),
@@ -580,7 +702,17 @@ pub fn render_drift(
         old: SideView::new(old),
         new: SideView::new(new),
         summary: drift.summary.clone(),
-        fields,
+        servers: ServerCounts {
+            changed: s.servers_changed + s.servers_added + s.servers_removed,
+            total: s.servers_compared + s.servers_added + s.servers_removed,
+        },
+        fields: fields
+            .into_iter()
+            .map(|f| FieldOption {
+                key: f.as_str(),
+                label: f.label(),
+            })
+            .collect(),
         headers: [
             ("server", "Server"),
             ("field", "Change"),
@@ -594,8 +726,9 @@ pub fn render_drift(
             .map(|c| DriftRow {
                 server: c.server.clone().unwrap_or_else(|| "(organisation)".into()),
                 field: c.field.as_str(),
-                old: drift_side(c.field, &c.old),
-                new: drift_side(c.field, &c.new),
+                label: c.field.label(),
+                old: Side::new(c.field, &c.old),
+                new: Side::new(c.field, &c.new),
                 verdict: c.verdict.as_str(),
                 verdict_sort: c.verdict as u8,
                 class: match c.verdict {
@@ -871,18 +1004,85 @@ mod tests {
         let row = row_of(&doc, HOSTILE);
         assert_eq!(
             row.value().attr("data-site"),
-            Some(&*format!("Site{HOSTILE}"))
+            Some(&*site_key(&format!("Site{HOSTILE}")))
         );
         let text: String = doc.root_element().text().collect();
         assert!(text.contains(&format!("M1{HOSTILE}")));
         assert!(text.contains(&format!("http://proxy:8080/{HOSTILE}")));
         assert!(text.contains(&format!("EX99{HOSTILE}")));
         assert!(text.contains(&format!("Contoso{HOSTILE}")));
-        // The site filter offers it as an option value, escaped.
+        // The site filter offers it, escaped.
         assert!(
             doc.select(&sel(r#"select[data-filter="site"] option"#))
-                .any(|o| o.value().attr("value") == Some(&*format!("Site{HOSTILE}")))
+                .any(|o| o.text().collect::<String>() == format!("Site{HOSTILE}"))
         );
+    }
+
+    #[test]
+    fn sites_differing_only_in_case_are_one_site() {
+        let mut r = fleet();
+        r.servers[0].site = Some("HQ".into());
+        r.servers[1].site = Some("hq".into());
+        r.servers[2].site = Some("Branch".into());
+        let html = render_report(&r).unwrap();
+        let doc = Html::parse_document(&html);
+        let options: Vec<(String, String)> = doc
+            .select(&sel(r#"select[data-filter="site"] option"#))
+            .skip(1)
+            .map(|o| {
+                (
+                    o.value().attr("value").unwrap().to_string(),
+                    o.text().collect(),
+                )
+            })
+            .collect();
+        let values: Vec<&str> = options.iter().map(|(v, _)| v.as_str()).collect();
+        // One option per site whatever the case, ordered and matched by the same key.
+        let hostile = site_key(&format!("Site{HOSTILE}"));
+        assert_eq!(values, ["branch", "hq", hostile.as_str()]);
+        // The first spelling in page order names the option: EX02's (a warning, so
+        // before EX01).
+        assert_eq!(options[1].1, "hq");
+        // The filter shows both spellings' rows under the one option.
+        let hq: Vec<_> = doc
+            .select(&sel(r#"#matrix tbody tr[data-site="hq"]"#))
+            .collect();
+        assert_eq!(hq.len(), 2);
+        for tr in doc.select(&sel("#matrix tbody tr")) {
+            let site = tr.value().attr("data-site").unwrap();
+            assert!(site.is_empty() || values.contains(&site), "{site}");
+        }
+    }
+
+    #[test]
+    fn without_javascript_there_are_no_controls_and_rows_sort_by_severity() {
+        let html = render_report(&fleet()).unwrap();
+        let doc = Html::parse_document(&html);
+        // The script makes the headings buttons; a button without it would do nothing.
+        assert_eq!(doc.select(&sel("button")).count(), 0);
+        assert!(!html.contains('\u{2195}'));
+        assert_eq!(doc.select(&sel("#matrix caption")).count(), 1);
+        // Check cells rank by colour; error and skipped rows sort after every value.
+        let keys: Vec<String> = doc
+            .select(&sel("#matrix td[data-sort]"))
+            .map(|td| td.value().attr("data-sort").unwrap().to_string())
+            .collect();
+        assert!(keys.iter().any(|k| k.starts_with("8")));
+        assert!(keys.iter().any(|k| k.starts_with("9")));
+        assert_eq!(
+            check_sort("Red", "Failed to query config"),
+            "0 failed to query config"
+        );
+        assert_eq!(check_sort("Green", "Enabled"), "3 enabled");
+        assert_eq!(check_sort("", UNKNOWN), format!("4 {UNKNOWN}"));
+        // The org servers missing from the inventory have a tile.
+        let tile: String = doc
+            .select(&sel(r#".tile[data-status="not-in-inventory"] .count"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(tile, "1");
     }
 
     #[test]
@@ -995,6 +1195,24 @@ mod tests {
         for r in regressions {
             assert_eq!(class_of(*r, "verdict").as_deref(), Some("Red"));
         }
+        // Changes are named as the console names them; statuses keep their colours.
+        let service = rows
+            .iter()
+            .find(|r| r.value().attr("data-field") == Some("service"))
+            .unwrap();
+        let field: String = service
+            .select(&sel(r#"td[data-col="field"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(field, Field::Service.label());
+        let status = rows
+            .iter()
+            .find(|r| r.value().attr("data-field") == Some("status"))
+            .unwrap();
+        assert_eq!(class_of(*status, "old").as_deref(), Some("pre Green"));
+        assert_eq!(class_of(*status, "new").as_deref(), Some("pre Yellow"));
         let tile: String = doc
             .select(&sel(r#".tile[data-verdict="regression"] .count"#))
             .next()
@@ -1002,6 +1220,34 @@ mod tests {
             .text()
             .collect();
         assert_eq!(tile, "3");
+        let servers: String = doc
+            .select(&sel(r#".tile[data-verdict="servers"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(servers, "2of 6 servers changed");
+    }
+
+    #[test]
+    fn a_removed_server_counts_among_the_changed() {
+        let old = fleet();
+        let mut new = fleet();
+        new.servers.remove(0);
+        let drift = compare(&old, &new).unwrap();
+        let label = |report| ScanLabel {
+            file: "x.json".into(),
+            report,
+        };
+        let html = render_drift(&label(&old), &label(&new), &drift).unwrap();
+        let doc = Html::parse_document(&html);
+        let servers: String = doc
+            .select(&sel(r#".tile[data-verdict="servers"]"#))
+            .next()
+            .unwrap()
+            .text()
+            .collect();
+        assert_eq!(servers, "1of 6 servers changed");
     }
 
     #[test]

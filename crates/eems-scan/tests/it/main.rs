@@ -1,5 +1,6 @@
 //! eems-scan integration tests: the real binary against the lab, as an admin runs it.
 
+mod browser;
 mod clixml;
 mod common;
 mod golden;
