@@ -289,12 +289,13 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         return Ok(0);
     }
     // Everything that can be wrong with the input is checked before any connection.
+    // --discover-from first: clap lets it meet an inventory only from the profile.
     let servers = match (&args.inventory, &args.discover_from) {
-        (Some(path), _) => {
+        (_, Some(from)) => Servers::DiscoverFrom(from.clone()),
+        (Some(path), None) => {
             let entries = inventory::load(path).map_err(|e| usage(e.to_string()))?;
             Servers::Listed(entries)
         }
-        (None, Some(from)) => Servers::DiscoverFrom(from.clone()),
         (None, None) => return Err(usage("give --inventory FILE or --discover-from SERVER")),
     };
     let inputs: Vec<&Path> = args.inventory.iter().map(|p| p.as_path()).collect();

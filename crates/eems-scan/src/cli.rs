@@ -171,7 +171,7 @@ pub struct FleetArgs {
 pub struct DoctorArgs {
     /// Servers to check (names or addresses). With an inventory, a name listed there is
     /// reached at its address and port.
-    #[arg(value_name = "SERVER", required_unless_present = "inventory")]
+    #[arg(value_name = "SERVER")]
     pub servers: Vec<String>,
 
     /// Check every server of this inventory (the format `scan` reads) when no SERVER is

@@ -121,6 +121,9 @@ impl DoctorReport {
 pub fn targets(args: &DoctorArgs) -> Result<(Vec<Target>, Vec<String>), String> {
     let entries = match &args.inventory {
         Some(path) => inventory::load(path).map_err(|e| e.to_string())?,
+        None if args.servers.is_empty() => {
+            return Err("name a SERVER to check, or give --inventory FILE".into());
+        }
         None => Vec::new(),
     };
     let target_of = |e: &inventory::InventoryEntry| Target {
@@ -226,7 +229,7 @@ pub async fn run(
         .map(|(r, t)| {
             // Only a bug in this module ends a task without a result: still one entry.
             r.unwrap_or_else(|| {
-                let mut c = blank(t, 0);
+                let mut c = blank(t, 0, cfg.https);
                 c.steps[0] = failed("dns", "internal error while checking this server".into(), "");
                 c
             })
@@ -332,8 +335,9 @@ fn failed(name: &'static str, detail: String, fix: &str) -> Step {
     step(name, Outcome::Failed, detail, fix)
 }
 
-/// Every step not run yet; those not built yet are skipped whatever happens.
-fn blank(t: &Target, port: u16) -> ServerCheck {
+/// Every step not run yet; those not built yet, and TLS over HTTP, are skipped whatever
+/// happens.
+fn blank(t: &Target, port: u16, https: bool) -> ServerCheck {
     let steps = STEPS
         .iter()
         .map(|&name| match name {
@@ -341,6 +345,10 @@ fn blank(t: &Target, port: u16) -> ServerCheck {
                 name,
                 "not built yet (issue 9): ticket or password, realm and KDC, clock skew, \
                  service ticket for HTTP/<fqdn>",
+            ),
+            "tls" if !https => skipped(
+                name,
+                "HTTP: no TLS (NTLM seals the messages); --https checks it",
             ),
             "powershell" => skipped(
                 name,
@@ -375,7 +383,7 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         .port
         .or(cfg.port)
         .unwrap_or(if cfg.https { 5986 } else { 5985 });
-    let mut check = blank(&t, port);
+    let mut check = blank(&t, port, cfg.https);
     let started = Instant::now();
     let connect_timeout = cfg.connect_timeout;
 
@@ -474,13 +482,6 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
             set(&mut check, failed("tcp", last_error, &fix));
             return check;
         }
-    }
-
-    if !cfg.https {
-        set(
-            &mut check,
-            skipped("tls", "HTTP: no TLS (NTLM seals the messages); --https checks it"),
-        );
     }
 
     // WinRM: the scan's own host probe. TLS, authentication and the command are its stages.
@@ -785,7 +786,7 @@ mod tests {
             host: "ex01".into(),
             port: None,
         };
-        let c = blank(&t, 5985);
+        let c = blank(&t, 5985, false);
         let kerberos = c.steps.iter().find(|s| s.step == "kerberos").unwrap();
         assert_eq!(kerberos.result, Outcome::Skipped);
         assert!(kerberos.detail.contains("issue 9"));

@@ -65,8 +65,9 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Parses the command line with the profile applied. `args` includes the program name.
 pub fn parse_command_line(args: Vec<OsString>) -> Result<Cli, ParseError> {
-    let profile = match locate(&args) {
-        Some((path, explicit)) => load(&path, explicit)?,
+    let located = locate(&args);
+    let profile = match &located {
+        Some((path, from)) => load(path, *from != FROM_FOLDER)?,
         None => None,
     };
     let mut cmd = cli::command();
@@ -79,14 +80,27 @@ pub fn parse_command_line(args: Vec<OsString>) -> Result<Cli, ParseError> {
         && let Some(scan) = cmd.find_subcommand("scan")
     {
         args.settings = settings(scan, m, profile.as_ref());
+        args.settings.insert(
+            0,
+            Setting {
+                flag: "--profile".into(),
+                value: located.as_ref().map(|(p, _)| p.display().to_string()),
+                source: match (&located, &profile) {
+                    (Some((_, from)), Some(_)) => from.to_string(),
+                    _ => "none".to_string(),
+                },
+            },
+        );
     }
     Ok(parsed)
 }
 
+const FROM_FOLDER: &str = "configuration folder";
+
 /// Which profile applies, before clap runs (its defaults depend on it): `--no-profile`,
 /// `--profile FILE`, their environment variables, then the configuration folder's file
-/// if there is one. `true` when the user named the file (it must then exist).
-fn locate(args: &[OsString]) -> Option<(PathBuf, bool)> {
+/// if there is one; with where the choice came from. A file the user named must exist.
+fn locate(args: &[OsString]) -> Option<(PathBuf, &'static str)> {
     let mut words = args.iter().skip(1);
     while let Some(w) = words.next() {
         let w = w.to_string_lossy();
@@ -98,10 +112,10 @@ fn locate(args: &[OsString]) -> Option<(PathBuf, bool)> {
         }
         if w == "--profile" {
             // Without a value clap reports the usage error.
-            return words.next().map(|p| (PathBuf::from(p), true));
+            return words.next().map(|p| (PathBuf::from(p), "flag"));
         }
         if let Some(p) = w.strip_prefix("--profile=") {
-            return Some((PathBuf::from(p), true));
+            return Some((PathBuf::from(p), "flag"));
         }
     }
     let truthy = |v: OsString| !matches!(v.to_str(), Some("" | "0" | "false" | "no" | "off"));
@@ -109,9 +123,11 @@ fn locate(args: &[OsString]) -> Option<(PathBuf, bool)> {
         return None;
     }
     if let Some(p) = std::env::var_os("EEMS_PROFILE").filter(|p| !p.is_empty()) {
-        return Some((PathBuf::from(p), true));
+        return Some((PathBuf::from(p), "environment (EEMS_PROFILE)"));
     }
-    default_path().filter(|p| p.is_file()).map(|p| (p, false))
+    default_path()
+        .filter(|p| p.is_file())
+        .map(|p| (p, FROM_FOLDER))
 }
 
 fn load(path: &Path, explicit: bool) -> Result<Option<Profile>, ParseError> {
@@ -193,11 +209,7 @@ impl Profile {
                     return Err(err(
                         line,
                         format!(
-                            "`{name}` takes a {}, not a {}",
-                            arg.get_value_names()
-                                .and_then(|v| v.first())
-                                .map(|v| v.as_str().to_ascii_lowercase())
-                                .unwrap_or_else(|| "value".into()),
+                            "`{name}`: write a string or a number, not a TOML {}",
                             other.type_str()
                         ),
                     ));
@@ -206,8 +218,11 @@ impl Profile {
             if !is_switch {
                 // The flag's own parser, alone: the real parse would report a bad default
                 // without naming the profile.
-                let alone = clap::Arg::new("value")
-                    .long(name.to_string())
+                let mut alone = clap::Arg::new("value").long(name.to_string());
+                if let Some(names) = arg.get_value_names() {
+                    alone = alone.value_names(names.to_vec());
+                }
+                let alone = alone
                     .value_parser(arg.get_value_parser().clone());
                 clap::Command::new("profile")
                     .no_binary_name(true)
@@ -228,10 +243,18 @@ impl Profile {
     pub fn apply(&self, mut cmd: clap::Command) -> clap::Command {
         for sub in cli::SETTING_SUBCOMMANDS {
             cmd = cmd.mut_subcommand(sub, |mut c| {
-                for (id, value, _) in &self.entries {
-                    if c.get_arguments().any(|a| a.get_id() == id.as_str()) {
-                        c = c.mut_arg(id, |a| a.default_value(value.clone()).required(false));
-                    }
+                // Every argument in turn: mut_arg moves an argument to the end, and
+                // `--help` and `--show-settings` keep the order only if all move.
+                let ids: Vec<String> = c.get_arguments().map(|a| a.get_id().to_string()).collect();
+                for id in ids {
+                    let value = self.entries.iter().find(|(k, _, _)| *k == id);
+                    c = c.mut_arg(&id, |a| match value {
+                        Some((_, v, _)) => a
+                            .default_value(v.clone())
+                            .required(false)
+                            .required_unless_present(clap::builder::Resettable::Reset),
+                        None => a,
+                    });
                 }
                 c
             });

@@ -2,6 +2,7 @@
 
 mod clixml;
 mod common;
+mod everyday;
 mod golden;
 mod reliability;
 mod report_cli;
