@@ -384,7 +384,6 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         .or(cfg.port)
         .unwrap_or(if cfg.https { 5986 } else { 5985 });
     let mut check = blank(&t, port, cfg.https);
-    let started = Instant::now();
     let connect_timeout = cfg.connect_timeout;
 
     // Name resolution.
@@ -515,8 +514,8 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
             return check;
         }
     };
-    let deadline = shared.timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-    let outcome = transport::run_probe(cfg, &t, &script, deadline, &shared.cancel).await;
+    // The scan's own deadline for the probe (name resolution and TCP had theirs).
+    let outcome = transport::run_probe(cfg, &t, &script, shared.timeout, &shared.cancel).await;
     let out = match outcome {
         Err(e) => {
             if e.kind == FailureKind::Auth && !cfg.clients.auth_proven() {
