@@ -74,7 +74,9 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
                 Some(dir) => clap_mangen::generate_to(crate::cli::command(), &dir),
                 None => clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout()),
             };
-            written.map(|_| 0).map_err(|e| usage(format!("cannot write the manual page: {e}")))
+            written
+                .map(|_| 0)
+                .map_err(|e| usage(format!("cannot write the manual page: {e}")))
         }
     }
 }

@@ -41,7 +41,12 @@ pub struct Cli {
     pub profile: Option<PathBuf>,
 
     /// Use no profile, not even the one in the configuration folder.
-    #[arg(long, global = true, env = "EEMS_NO_PROFILE", conflicts_with = "profile")]
+    #[arg(
+        long,
+        global = true,
+        env = "EEMS_NO_PROFILE",
+        conflicts_with = "profile"
+    )]
     pub no_profile: bool,
 }
 

@@ -162,7 +162,9 @@ pub fn targets(args: &DoctorArgs) -> Result<(Vec<Target>, Vec<String>), String> 
         }
     }
     if targets.is_empty() {
-        return Err("nothing to check: name a SERVER or give an inventory with a Mailbox server".into());
+        return Err(
+            "nothing to check: name a SERVER or give an inventory with a Mailbox server".into(),
+        );
     }
     Ok((targets, left_out))
 }
@@ -230,7 +232,11 @@ pub async fn run(
             // Only a bug in this module ends a task without a result: still one entry.
             r.unwrap_or_else(|| {
                 let mut c = blank(t, 0, cfg.https);
-                c.steps[0] = failed("dns", "internal error while checking this server".into(), "");
+                c.steps[0] = failed(
+                    "dns",
+                    "internal error while checking this server".into(),
+                    "",
+                );
                 c
             })
         })
@@ -484,7 +490,8 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     }
 
     // WinRM: the scan's own host probe. TLS, authentication and the command are its stages.
-    if !cfg.clients.auth_proven() && shared.auth_failures.load(Ordering::SeqCst) >= MAX_AUTH_FAILURES
+    if !cfg.clients.auth_proven()
+        && shared.auth_failures.load(Ordering::SeqCst) >= MAX_AUTH_FAILURES
     {
         set(
             &mut check,
@@ -500,7 +507,9 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         return check;
     }
     let proxy = match &shared.org_servers {
-        Ok(list) => match_org_server(&t.name, list).and_then(|i| list[i].internet_web_proxy.clone()),
+        Ok(list) => {
+            match_org_server(&t.name, list).and_then(|i| list[i].internet_web_proxy.clone())
+        }
         Err(_) => None,
     };
     let script = match probe::host_script(&HostProbeParams {
@@ -510,7 +519,10 @@ async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     }) {
         Ok(s) => s,
         Err(e) => {
-            set(&mut check, failed("winrm-command", format!("not attempted: {e}"), ""));
+            set(
+                &mut check,
+                failed("winrm-command", format!("not attempted: {e}"), ""),
+            );
             return check;
         }
     };
@@ -756,7 +768,10 @@ pub fn render_table(report: &DoctorReport) -> String {
     let failed: Vec<String> = report
         .servers
         .iter()
-        .filter_map(|s| s.failed_step().map(|f| format!("{} ({})", s.server, f.step)))
+        .filter_map(|s| {
+            s.failed_step()
+                .map(|f| format!("{} ({})", s.server, f.step))
+        })
         .collect();
     let _ = writeln!(
         out,

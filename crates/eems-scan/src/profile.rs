@@ -184,7 +184,9 @@ impl Profile {
                 ));
             }
             let Some(arg) = cli::setting_args(scan).find(|a| a.get_long() == Some(name)) else {
-                let known: Vec<&str> = cli::setting_args(scan).filter_map(|a| a.get_long()).collect();
+                let known: Vec<&str> = cli::setting_args(scan)
+                    .filter_map(|a| a.get_long())
+                    .collect();
                 return Err(err(
                     line,
                     format!(
@@ -198,7 +200,10 @@ impl Profile {
             let text_value = match value.get_ref() {
                 toml::Value::Boolean(b) if is_switch => b.to_string(),
                 _ if is_switch => {
-                    return Err(err(line, format!("`{name}` is a switch: write true or false")));
+                    return Err(err(
+                        line,
+                        format!("`{name}` is a switch: write true or false"),
+                    ));
                 }
                 toml::Value::String(s) if REPORT_KEYS.contains(&name) => {
                     s.replace(DATE_PLACEHOLDER, &today())
@@ -222,8 +227,7 @@ impl Profile {
                 if let Some(names) = arg.get_value_names() {
                     alone = alone.value_names(names.to_vec());
                 }
-                let alone = alone
-                    .value_parser(arg.get_value_parser().clone());
+                let alone = alone.value_parser(arg.get_value_parser().clone());
                 clap::Command::new("profile")
                     .no_binary_name(true)
                     .arg(alone)
@@ -295,10 +299,12 @@ fn settings(scan: &clap::Command, m: &ArgMatches, profile: Option<&Profile>) -> 
             let source = match m.value_source(id) {
                 Some(ValueSource::CommandLine) => "flag".to_string(),
                 Some(ValueSource::EnvVariable) => format!("environment ({})", cli::env_var(id)),
-                Some(ValueSource::DefaultValue) => match profile.and_then(|p| Some((p, p.line_of(id)?))) {
-                    Some((p, line)) => format!("profile ({} line {line})", p.path.display()),
-                    None => "default".to_string(),
-                },
+                Some(ValueSource::DefaultValue) => {
+                    match profile.and_then(|p| Some((p, p.line_of(id)?))) {
+                        Some((p, line)) => format!("profile ({} line {line})", p.path.display()),
+                        None => "default".to_string(),
+                    }
+                }
                 _ => "not set".to_string(),
             };
             Setting {

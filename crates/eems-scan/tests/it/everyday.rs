@@ -24,7 +24,10 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         }
         cmd.args(&args)
             .env("NO_COLOR", "1")
-            .env("XDG_CONFIG_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-config"))
+            .env(
+                "XDG_CONFIG_HOME",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-config"),
+            )
             .env_remove("RUST_LOG")
             .envs(env)
             .output()
@@ -113,7 +116,8 @@ async fn doctor_names_the_demo_servers_causes_as_the_scan_rows_do() {
     let dir = scratch("doctor_demo");
     let lab = start_lab(demo_fleet(161), &dir).await;
     let inv = dir.join("inventory.csv");
-    let (out, rep) = doctor(PASSWORD,
+    let (out, rep) = doctor(
+        PASSWORD,
         &[
             "--inventory",
             inv.to_str().unwrap(),
@@ -162,11 +166,7 @@ async fn doctor_names_the_demo_servers_causes_as_the_scan_rows_do() {
             }
             None => {
                 assert_eq!(failure(s), None, "{name} failed: {s:#}");
-                assert_eq!(
-                    step(s, "mitigation-endpoint")["result"],
-                    "passed",
-                    "{s:#}"
-                );
+                assert_eq!(step(s, "mitigation-endpoint")["result"], "passed", "{s:#}");
             }
         }
     }
@@ -196,8 +196,15 @@ async fn doctor_on_a_wrong_port_fails_at_tcp_and_says_which_port() {
     ));
     let lab = start_lab(fleet, &dir).await;
     let inv = dir.join("inventory-noport.csv");
-    let (out, rep) = doctor(PASSWORD,
-        &["DP1", "--inventory", inv.to_str().unwrap(), "--port", "5999"],
+    let (out, rep) = doctor(
+        PASSWORD,
+        &[
+            "DP1",
+            "--inventory",
+            inv.to_str().unwrap(),
+            "--port",
+            "5999",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -236,13 +243,23 @@ async fn doctor_over_https_fails_at_tls_without_the_ca_and_passes_with_it() {
     assert_eq!(step(s, "tcp")["result"], "passed", "{s:#}");
     let (at, detail, fix) = failure(s).unwrap();
     assert_eq!(at, "tls", "{s:#}");
-    assert!(detail.to_ascii_lowercase().contains("certificate"), "{detail}");
+    assert!(
+        detail.to_ascii_lowercase().contains("certificate"),
+        "{detail}"
+    );
     assert!(fix.contains("--ca-cert"), "{fix}");
     assert_stopped_after(s, "tls");
 
     let ca = dir.join("ca.pem");
-    let (out, rep) = doctor(PASSWORD,
-        &["--inventory", inv, "--https", "--ca-cert", ca.to_str().unwrap()],
+    let (out, rep) = doctor(
+        PASSWORD,
+        &[
+            "--inventory",
+            inv,
+            "--https",
+            "--ca-cert",
+            ca.to_str().unwrap(),
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -250,7 +267,10 @@ async fn doctor_over_https_fails_at_tls_without_the_ca_and_passes_with_it() {
     assert_eq!(s["port"], 5986);
     let tls = step(s, "tls");
     assert_eq!(tls["result"], "passed", "{s:#}");
-    assert!(tls["detail"].as_str().unwrap().contains("ca.pem"), "{tls:#}");
+    assert!(
+        tls["detail"].as_str().unwrap().contains("ca.pem"),
+        "{tls:#}"
+    );
     lab.shutdown().await;
 }
 
@@ -263,16 +283,19 @@ async fn doctor_with_a_wrong_password_fails_at_authentication_and_guards_the_acc
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &servers)), &dir).await;
     let inv = dir.join("inventory.csv");
     let wrong = "Wrong-Passw0rd-sentinel";
-    let (out, rep) = doctor(wrong,
-        &["--inventory", inv.to_str().unwrap(), "-j", "1"],
-    )
-    .await;
+    let (out, rep) = doctor(wrong, &["--inventory", inv.to_str().unwrap(), "-j", "1"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(!text(&out).contains(wrong), "the password leaked: {}", text(&out));
-    assert!(rep["org_query"]["error"]
-        .as_str()
-        .unwrap()
-        .contains("authentication failed"));
+    assert!(
+        !text(&out).contains(wrong),
+        "the password leaked: {}",
+        text(&out)
+    );
+    assert!(
+        rep["org_query"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed")
+    );
     let mut guarded = 0;
     for s in rep["servers"].as_array().unwrap() {
         let (at, detail, fix) = failure(s).unwrap();
@@ -304,7 +327,13 @@ async fn doctor_table_shows_unbuilt_steps_as_skipped_and_a_fix_under_the_failure
     let lab = start_lab(fleet, &dir).await;
     let inv = dir.join("inventory.csv");
     let out = run(
-        &["doctor", "--user", USER, "--inventory", inv.to_str().unwrap()],
+        &[
+            "doctor",
+            "--user",
+            USER,
+            "--inventory",
+            inv.to_str().unwrap(),
+        ],
         &[("EEMS_PASSWORD", PASSWORD)],
     )
     .await;
@@ -317,15 +346,29 @@ async fn doctor_table_shows_unbuilt_steps_as_skipped_and_a_fix_under_the_failure
             .unwrap_or_else(|| panic!("no {step} line:\n{table}"))
             .to_string()
     };
-    assert!(line("kerberos").trim_start().starts_with("skipped"), "{table}");
-    assert!(line("kerberos").contains("not built yet (issue 9)"), "{table}");
-    assert!(line("powershell").contains("not built yet (issue 10)"), "{table}");
     assert!(
-        line("mitigation-endpoint").trim_start().starts_with("FAILED"),
+        line("kerberos").trim_start().starts_with("skipped"),
+        "{table}"
+    );
+    assert!(
+        line("kerberos").contains("not built yet (issue 9)"),
+        "{table}"
+    );
+    assert!(
+        line("powershell").contains("not built yet (issue 10)"),
+        "{table}"
+    );
+    assert!(
+        line("mitigation-endpoint")
+            .trim_start()
+            .starts_with("FAILED"),
         "{table}"
     );
     assert!(table.contains("fix: let the server reach"), "{table}");
-    assert!(table.contains("1 failed: DE1 (mitigation-endpoint)"), "{table}");
+    assert!(
+        table.contains("1 failed: DE1 (mitigation-endpoint)"),
+        "{table}"
+    );
     lab.shutdown().await;
 }
 
@@ -358,16 +401,33 @@ async fn profile_precedence_is_flag_then_environment_then_profile_then_default()
         "# saved settings\nuser = 'LAB\\admin'\nport = 5986\nconcurrency = 8\ntimeout = 30\ninventory = 'inv.csv'\n",
     );
     let out = run(
-        &["--profile", &p, "scan", "--show-settings", "--concurrency", "4"],
+        &[
+            "--profile",
+            &p,
+            "scan",
+            "--show-settings",
+            "--concurrency",
+            "4",
+        ],
         &[("EEMS_PORT", "6000"), ("EEMS_TIMEOUT", "45")],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = settings(&out);
-    let get = |f: &str| s.get(f).cloned().unwrap_or_else(|| panic!("no {f}: {}", text(&out)));
+    let get = |f: &str| {
+        s.get(f)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {f}: {}", text(&out)))
+    };
     assert_eq!(get("--concurrency"), ("4".into(), "flag".into()));
-    assert_eq!(get("--port"), ("6000".into(), "environment (EEMS_PORT)".into()));
-    assert_eq!(get("--timeout"), ("45".into(), "environment (EEMS_TIMEOUT)".into()));
+    assert_eq!(
+        get("--port"),
+        ("6000".into(), "environment (EEMS_PORT)".into())
+    );
+    assert_eq!(
+        get("--timeout"),
+        ("45".into(), "environment (EEMS_TIMEOUT)".into())
+    );
     assert_eq!(get("--user").0, "LAB\\admin");
     assert_eq!(get("--user").1, format!("profile ({p} line 2)"));
     assert_eq!(get("--inventory").1, format!("profile ({p} line 6)"));
@@ -395,7 +455,12 @@ async fn profile_precedence_is_flag_then_environment_then_profile_then_default()
         &[("XDG_CONFIG_HOME", xdg)],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "no user without the profile: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no user without the profile: {}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +523,10 @@ async fn a_scan_takes_its_user_inventory_and_dated_report_path_from_the_profile(
         date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
         "{date}"
     );
-    assert!(!date.contains('{'), "the placeholder was not filled: {date}");
+    assert!(
+        !date.contains('{'),
+        "the placeholder was not filled: {date}"
+    );
     let rep = report(&dir.join(&dated[0]));
     assert_eq!(row(&rep, "PS1")["status"], "ok", "{rep:#}");
     lab.shutdown().await;
@@ -477,20 +545,33 @@ async fn completions_and_the_man_page_are_generated_from_the_real_command_line()
             let dir = scratch("completions");
             let file = dir.join("eems-scan.bash");
             std::fs::write(&file, script.as_bytes()).unwrap();
-            let check = Command::new("/bin/bash").arg("-n").arg(&file).output().unwrap();
+            let check = Command::new("/bin/bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .unwrap();
             assert!(check.status.success(), "bash -n: {}", text(&check));
         }
     }
     let out = run(&["man"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let page = String::from_utf8_lossy(&out.stdout);
-    assert!(page.starts_with(".ie") || page.contains(".TH eems-scan"), "{page}");
-    assert!(page.contains("doctor") && page.contains("completions"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH eems-scan"),
+        "{page}"
+    );
+    assert!(
+        page.contains("doctor") && page.contains("completions"),
+        "{page}"
+    );
 
     let dir = scratch("man_pages");
     let out = run(&["man", "--out-dir", dir.to_str().unwrap()], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let scan_page = std::fs::read_to_string(dir.join("eems-scan-scan.1")).unwrap();
-    assert!(scan_page.contains("EEMS_CA_CERT"), "the environment is documented");
+    assert!(
+        scan_page.contains("EEMS_CA_CERT"),
+        "the environment is documented"
+    );
     assert!(dir.join("eems-scan-doctor.1").exists());
 }
