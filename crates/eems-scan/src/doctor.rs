@@ -174,7 +174,7 @@ struct Shared {
     timeout: Duration,
     ocs_url: String,
     ocs_timeout_secs: u64,
-    /// `None`: the org query failed, with why.
+    /// `Err`: the org query failed, and why.
     org_servers: Result<Vec<ExchangeServerFacts>, String>,
     auth_failures: AtomicUsize,
     cancel: CancellationToken,
@@ -234,7 +234,7 @@ pub async fn run(
                 let mut c = blank(t, 0, cfg.https);
                 c.steps[0] = failed(
                     "dns",
-                    "internal error while checking this server".into(),
+                    "internal error while checking this server (a bug in eems-scan)".into(),
                     "",
                 );
                 c

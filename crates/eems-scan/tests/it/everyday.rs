@@ -575,3 +575,36 @@ async fn completions_and_the_man_page_are_generated_from_the_real_command_line()
     );
     assert!(dir.join("eems-scan-doctor.1").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_resolves_a_name_before_connecting() {
+    // `localhost` resolves from the hosts file, never through a DNS server; the lab
+    // server listens on 127.0.0.1 on ports no other test uses, below the ephemeral range.
+    let dir = scratch("doctor_dns");
+    let fleet = fleet_from_toml(&fleet_toml(
+        "",
+        &[(
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "http_port = 29585\nhttps_port = 29586\n".into(),
+        )],
+    ));
+    let lab = start_lab(fleet, &dir).await;
+    let (out, rep) = doctor(PASSWORD, &["localhost", "--port", "29585"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = server(&rep, "localhost");
+    let dns = step(s, "dns");
+    assert_eq!(dns["result"], "passed", "{s:#}");
+    assert!(
+        dns["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "{dns:#}"
+    );
+    assert!(
+        step(s, "tcp")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:29585"),
+        "{s:#}"
+    );
+    lab.shutdown().await;
+}
