@@ -45,7 +45,8 @@ pub struct Cli {
         long,
         global = true,
         env = "EEMS_NO_PROFILE",
-        conflicts_with = "profile"
+        conflicts_with = "profile",
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub no_profile: bool,
 }
@@ -334,7 +335,16 @@ pub fn command() -> clap::Command {
         cmd = cmd.mut_subcommand(sub, |mut c| {
             for id in &ids {
                 if c.get_arguments().any(|a| a.get_id() == id.as_str()) {
-                    c = c.mut_arg(id, |a| a.env(env_var(id)));
+                    c = c.mut_arg(id, |a| {
+                        // A switch's variable reads as people write it: 1, yes, on, true.
+                        let switch = matches!(a.get_action(), clap::ArgAction::SetTrue);
+                        let a = a.env(env_var(id));
+                        if switch {
+                            a.value_parser(clap::builder::BoolishValueParser::new())
+                        } else {
+                            a
+                        }
+                    });
                 }
             }
             c

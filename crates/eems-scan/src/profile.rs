@@ -118,7 +118,11 @@ fn locate(args: &[OsString]) -> Option<(PathBuf, &'static str)> {
             return Some((PathBuf::from(p), "flag"));
         }
     }
-    let truthy = |v: OsString| !matches!(v.to_str(), Some("" | "0" | "false" | "no" | "off"));
+    // As clap reads the switch (BoolishValueParser); anything else it refuses later.
+    let truthy = |v: OsString| {
+        let v = v.to_string_lossy().to_ascii_lowercase();
+        matches!(v.as_str(), "y" | "yes" | "t" | "true" | "on" | "1")
+    };
     if std::env::var_os("EEMS_NO_PROFILE").is_some_and(truthy) {
         return None;
     }

@@ -409,7 +409,12 @@ async fn profile_precedence_is_flag_then_environment_then_profile_then_default()
             "--concurrency",
             "4",
         ],
-        &[("EEMS_PORT", "6000"), ("EEMS_TIMEOUT", "45")],
+        &[
+            ("EEMS_PORT", "6000"),
+            ("EEMS_TIMEOUT", "45"),
+            // A switch's variable as people write it.
+            ("EEMS_INSECURE", "1"),
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -432,6 +437,7 @@ async fn profile_precedence_is_flag_then_environment_then_profile_then_default()
     assert_eq!(get("--user").1, format!("profile ({p} line 2)"));
     assert_eq!(get("--inventory").1, format!("profile ({p} line 6)"));
     assert_eq!(get("--auth"), ("ntlm".into(), "default".into()));
+    assert_eq!(get("--insecure").1, "environment (EEMS_INSECURE)");
     assert_eq!(get("--profile"), (p.clone(), "flag".into()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("never shown"));
 
