@@ -271,6 +271,16 @@ async fn doctor_over_https_fails_at_tls_without_the_ca_and_passes_with_it() {
         tls["detail"].as_str().unwrap().contains("ca.pem"),
         "{tls:#}"
     );
+
+    // --insecure connects, but an unverified certificate is not a passed check.
+    let (out, rep) = doctor(PASSWORD, &["--inventory", inv, "--https", "--insecure"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let tls = step(server(&rep, "DT1"), "tls");
+    assert_eq!(tls["result"], "skipped", "{tls:#}");
+    assert!(
+        tls["detail"].as_str().unwrap().contains("NOT verified"),
+        "{tls:#}"
+    );
     lab.shutdown().await;
 }
 
