@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use winrm_rs::SecretString;
 
-use crate::cli::{Cli, Command, CompareArgs, ConnectionArgs, DiscoverArgs, ReportArgs, ScanArgs};
+use crate::cli::{
+    Cli, Command, CompareArgs, ConnectionArgs, DiscoverArgs, DoctorArgs, ReportArgs, ScanArgs,
+};
 use crate::render::csv::CsvSink;
 use crate::render::html::{HtmlSink, ScanLabel};
 use crate::render::json::JsonSink;
@@ -73,6 +75,21 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
         Command::Discover(args) => discover(args, password).await,
         Command::Report(args) => report(args),
         Command::Compare(args) => compare(args),
+        Command::Doctor(args) => doctor(args, password).await,
+        Command::Completions { shell } => {
+            let mut cmd = crate::cli::command();
+            clap_complete::generate(shell, &mut cmd, "eems-scan", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { out_dir } => {
+            let written = match out_dir {
+                Some(dir) => clap_mangen::generate_to(crate::cli::command(), &dir),
+                None => clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout()),
+            };
+            written
+                .map(|_| 0)
+                .map_err(|e| usage(format!("cannot write the manual page: {e}")))
+        }
     }
 }
 
@@ -281,13 +298,18 @@ impl Progress for Bar {
 }
 
 async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> {
+    if args.show_settings {
+        print!("{}", crate::profile::render_settings(&args.settings));
+        return Ok(0);
+    }
     // Everything that can be wrong with the input is checked before any connection.
+    // --discover-from first: clap lets it meet an inventory only from the profile.
     let servers = match (&args.inventory, &args.discover_from) {
-        (Some(path), _) => {
+        (_, Some(from)) => Servers::DiscoverFrom(from.clone()),
+        (Some(path), None) => {
             let entries = inventory::load(path).map_err(|e| usage(e.to_string()))?;
             Servers::Listed(entries)
         }
-        (None, Some(from)) => Servers::DiscoverFrom(from.clone()),
         (None, None) => return Err(usage("give --inventory FILE or --discover-from SERVER")),
     };
     let inputs: Vec<&Path> = args.inventory.iter().map(|p| p.as_path()).collect();
@@ -300,11 +322,11 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
     let transport = transport_config(&args.connection, password)?;
     let opts = ScanOptions {
         transport,
-        concurrency: args.concurrency as usize,
+        concurrency: args.fleet.concurrency as usize,
         timeout: args.connection.timeout(),
-        org_server: args.org_server.clone(),
-        ocs_url: args.ocs_url.clone(),
-        ocs_timeout_secs: args.ocs_timeout,
+        org_server: args.fleet.org_server.clone(),
+        ocs_url: args.fleet.ocs_url.clone(),
+        ocs_timeout_secs: args.fleet.ocs_timeout,
         max_auth_failures: args.max_auth_failures,
     };
 
@@ -516,6 +538,27 @@ fn compare(args: CompareArgs) -> Result<i32, Failure> {
         }
     }
     Ok(if drift.has_regression() { 1 } else { 0 })
+}
+
+async fn doctor(args: DoctorArgs, password: PasswordSource) -> Result<i32, Failure> {
+    let (targets, left_out) = crate::doctor::targets(&args).map_err(usage)?;
+    let password = read_password(password, &args.connection)?;
+    let transport = transport_config(&args.connection, password)?;
+    let cancel = CancellationToken::new();
+    install_signal_handlers(cancel.clone());
+    let report = crate::doctor::run(&args, &transport, targets, left_out, &cancel).await;
+    if args.json_output {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| usage(format!("cannot write JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::doctor::render_table(&report));
+    }
+    Ok(if cancel.is_cancelled() {
+        EXIT_INTERRUPTED
+    } else {
+        report.exit_code()
+    })
 }
 
 async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, Failure> {

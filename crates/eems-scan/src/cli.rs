@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use eems_core::probe::DEFAULT_OCS_URL;
 
 use crate::transport::AuthKind;
@@ -20,8 +20,12 @@ use crate::transport::AuthKind;
 ///
 /// Exit status of `scan`: 0 all in-scope servers scanned and fine; 1 a warning or
 /// critical finding; 2 usage or input error; 3 a server could not be scanned; 4 a
-/// report could not be written; 130 interrupted. `discover`, `report` and `compare`: see
-/// their help.
+/// report could not be written; 130 interrupted. `discover`, `report`, `compare` and
+/// `doctor`: see their help.
+///
+/// Settings: every `scan` flag can also come from an environment variable EEMS_<FLAG> (as
+/// EEMS_USER, EEMS_CA_CERT) or from the profile (`--profile`); a flag wins over the
+/// environment, which wins over the profile. `scan --show-settings` shows what applies.
 #[derive(Debug, Parser)]
 #[command(name = "eems-scan", version, max_term_width = 100)]
 pub struct Cli {
@@ -31,6 +35,21 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Saved settings (TOML, `flag = value` per line) instead of profile.toml in the
+    /// user's configuration folder (README "Profile"). Read before anything else.
+    #[arg(long, value_name = "FILE", global = true, env = "EEMS_PROFILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Use no profile, not even the one in the configuration folder.
+    #[arg(
+        long,
+        global = true,
+        env = "EEMS_NO_PROFILE",
+        conflicts_with = "profile",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_profile: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +73,28 @@ pub enum Command {
     /// least one regression; 2 an input cannot be read or compared, or a report cannot be
     /// written.
     Compare(CompareArgs),
+    /// Check, server by server, every step a scan needs and stop at the first that fails,
+    /// with the fix in plain words. Read-only: it runs the scan's own host probe.
+    ///
+    /// Steps: name resolution, TCP to the WinRM port, TLS and the certificate chain
+    /// (--https), WinRM authentication, the probe command, and whether the server reaches
+    /// the mitigation endpoint (through its InternetWebProxy, which one org query on the
+    /// first answering server provides). Kerberos (issue 9) and the /PowerShell endpoint
+    /// (issue 10) are not built yet and show as skipped.
+    ///
+    /// Exit status: 0 no step failed on any server; 1 a step failed; 2 usage or input error.
+    Doctor(DoctorArgs),
+    /// Print a shell completion script on stdout (README "Install" shows where it goes).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write one page per subcommand.
+    Man {
+        /// Write eems-scan.1 and one page per subcommand into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -72,23 +113,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "SERVER", conflicts_with = "inventory")]
     pub discover_from: Option<String>,
 
-    /// Run the org-level query here first (default: the first in-scope server). When it
-    /// fails, the next in-scope servers are tried, three in all.
-    #[arg(long, value_name = "NAME")]
-    pub org_server: Option<String>,
-
-    /// Servers probed at once.
-    #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub concurrency: u32,
-
-    /// URL the servers fetch to test the pattern service (from each server, through its
-    /// own InternetWebProxy).
-    #[arg(long, value_name = "URL", default_value = DEFAULT_OCS_URL)]
-    pub ocs_url: String,
-
-    /// Seconds the server waits for the pattern service.
-    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub ocs_timeout: u64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     /// Stop connecting once authentication failed on this many servers, so a wrong
     /// password cannot lock the account out across the fleet (0 = no guard).
@@ -115,6 +141,60 @@ pub struct ScanArgs {
     /// Print nothing but errors (reports are still written).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Print the settings this scan would use and where each comes from (flag,
+    /// environment, profile, default), then exit without connecting.
+    #[arg(long)]
+    pub show_settings: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Filled by `profile::parse_command_line`: what `--show-settings` prints.
+    #[arg(skip)]
+    pub settings: Vec<crate::profile::Setting>,
+}
+
+/// What the org query and the host probe need, shared by `scan` and `doctor`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Run the org-level query here first (default: the first in-scope server). When it
+    /// fails, the next in-scope servers are tried, three in all.
+    #[arg(long, value_name = "NAME")]
+    pub org_server: Option<String>,
+
+    /// Servers probed at once.
+    #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// URL the servers fetch to test the pattern service (from each server, through its
+    /// own InternetWebProxy).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_OCS_URL)]
+    pub ocs_url: String,
+
+    /// Seconds the server waits for the pattern service.
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ocs_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Servers to check (names or addresses). With an inventory, a name listed there is
+    /// reached at its address and port.
+    #[arg(value_name = "SERVER")]
+    pub servers: Vec<String>,
+
+    /// Check every server of this inventory (the format `scan` reads) when no SERVER is
+    /// named; Edge servers are left out as in a scan.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long = "json")]
+    pub json_output: bool,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -240,6 +320,57 @@ impl ConnectionArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
     }
+}
+
+/// Subcommands that take `scan`'s settings (from the environment and the profile) where
+/// they have the same flag.
+pub const SETTING_SUBCOMMANDS: [&str; 3] = ["scan", "discover", "doctor"];
+
+/// The command line as clap sees it: the derived one, with the environment variable of
+/// every setting attached. The binary, the man page and the completions all use this.
+pub fn command() -> clap::Command {
+    let base = Cli::command();
+    let ids: Vec<String> = base
+        .find_subcommand("scan")
+        .map(|s| setting_args(s).map(|a| a.get_id().to_string()).collect())
+        .unwrap_or_default();
+    let mut cmd = base;
+    for sub in SETTING_SUBCOMMANDS {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for id in &ids {
+                if c.get_arguments().any(|a| a.get_id() == id.as_str()) {
+                    c = c.mut_arg(id, |a| {
+                        // A switch's variable reads as people write it: 1, yes, on, true.
+                        let switch = matches!(a.get_action(), clap::ArgAction::SetTrue);
+                        let a = a.env(env_var(id));
+                        if switch {
+                            a.value_parser(clap::builder::BoolishValueParser::new())
+                        } else {
+                            a
+                        }
+                    });
+                }
+            }
+            c
+        });
+    }
+    cmd
+}
+
+/// The flags of `scan` that are settings: every named flag but `--show-settings` (and
+/// clap's own).
+pub fn setting_args(scan: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+    scan.get_arguments().filter(|a| {
+        !a.is_positional()
+            && a.get_long().is_some()
+            && !matches!(a.get_id().as_str(), "help" | "version" | "show_settings")
+            && !a.is_global_set()
+    })
+}
+
+/// A setting's environment variable: EEMS_ and the flag's name (`--ca-cert`: EEMS_CA_CERT).
+pub fn env_var(id: &str) -> String {
+    format!("EEMS_{}", id.to_ascii_uppercase())
 }
 
 /// Whether the progress bar and colours make sense.

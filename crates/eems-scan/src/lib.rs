@@ -5,6 +5,8 @@
 
 pub mod app;
 pub mod cli;
+pub mod doctor;
+pub mod profile;
 pub mod render;
 pub mod scan;
 pub mod transport;

@@ -1,11 +1,17 @@
 //! `eems-scan`: see `eems_scan::cli` for the command line.
 
-use clap::Parser;
 use eems_scan::app::{self, PasswordSource};
-use eems_scan::cli::Cli;
+use eems_scan::profile::{self, ParseError};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match profile::parse_command_line(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::Profile(message)) => {
+            eprintln!("eems-scan: {message}");
+            std::process::exit(app::EXIT_USAGE);
+        }
+    };
     app::init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

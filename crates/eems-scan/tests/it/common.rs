@@ -21,6 +21,8 @@ pub async fn eems_scan(args: &[&str], password: &str) -> Output {
         Command::new(env!("CARGO_BIN_EXE_eems-scan"))
             .args(&args)
             .env("EEMS_PASSWORD", password)
+            // A profile in the tester's configuration folder must not change the run.
+            .env("EEMS_NO_PROFILE", "1")
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .output()

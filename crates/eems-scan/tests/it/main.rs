@@ -3,6 +3,7 @@
 mod browser;
 mod clixml;
 mod common;
+mod everyday;
 mod golden;
 mod reliability;
 mod report_cli;
