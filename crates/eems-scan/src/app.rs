@@ -293,6 +293,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         org_server: args.org_server.clone(),
         ocs_url: args.ocs_url.clone(),
         ocs_timeout_secs: args.ocs_timeout,
+        evidence_days: args.evidence_days,
         max_auth_failures: args.max_auth_failures,
     };
 

@@ -9,13 +9,17 @@
 //! each divergence, and listed in [`DIVERGENCES`]).
 
 pub mod build;
+pub mod evidence;
 mod verdict;
 
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{ExchangeServerFacts, HostFacts, OrgFacts};
 use build::{ExchangeBuild, FetchTier, Product};
-pub use verdict::{EemsState, PatternService, ServiceCheck, Status, WriteType};
+pub use evidence::{EvidenceVerdicts, IisIssue, IisState, assess_evidence};
+pub use verdict::{
+    CertFloor, EemsState, FetchState, PatternService, ServiceCheck, Status, WriteType,
+};
 
 /// Every deliberate divergence from HealthChecker, one line each (for the README).
 pub const DIVERGENCES: &[&str] = &[
