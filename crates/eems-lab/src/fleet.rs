@@ -145,6 +145,9 @@ pub struct ServerSpec {
     pub install_path: String,
     #[serde(default)]
     pub faults: Faults,
+    /// What host probe v2's evidence part finds (README "Fleet file").
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceSpec,
 }
 
 /// Ways a simulated host misbehaves. All off by default.
@@ -342,6 +345,15 @@ mod tests {
                 .iter()
                 .any(|s| s.mitigations_enabled.is_none())
         );
+        // Every evidence part holds something and fails somewhere.
+        let e = |p: &dyn Fn(&crate::evidence::EvidenceSpec) -> bool| {
+            fleet.servers.iter().any(|s| p(&s.evidence))
+        };
+        assert!(e(&|x| x.fetch_errors.is_some()) && e(&|x| x.applied.is_some()));
+        assert!(e(&|x| x.events_error.is_some()) && e(&|x| x.service_changes_error.is_some()));
+        assert!(e(&|x| x.log_error.is_some()) && e(&|x| x.iis_error.is_some()));
+        assert!(e(&|x| !x.service_changes.is_empty()) && e(&|x| x.flighting.is_some()));
+        assert!(e(&|x| x.iis_rules.as_ref().is_some_and(|r| r.iter().any(|r| !r.enabled))));
     }
 
     #[test]

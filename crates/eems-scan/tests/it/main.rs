@@ -2,6 +2,7 @@
 
 mod clixml;
 mod common;
+mod evidence;
 mod golden;
 mod reliability;
 mod report_cli;

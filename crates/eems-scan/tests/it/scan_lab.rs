@@ -53,7 +53,8 @@ const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ),
     ("EX10", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX11", "skipped", "", "", "", ""),
-    ("EX12", "ok", "Enabled", "Running", "200 - Reachable", ""),
+    // Below the March 2023 SU: a warning since host probe v2 (cert_floor).
+    ("EX12", "warning", "Enabled", "Running", "200 - Reachable", ""),
     ("EDGE01", "skipped", "", "", "", ""),
     ("EX13", "error", "", "", "", "connection refused"),
     ("EX14", "error", "", "", "", "timeout after 5 s"),
