@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use eems_core::probe::{DEFAULT_EVIDENCE_DAYS, DEFAULT_OCS_URL};
+use eems_core::probe::DEFAULT_OCS_URL;
 
 use crate::transport::AuthKind;
 
@@ -86,10 +86,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub ocs_timeout: u64,
 
-    /// Days of EEMS events each server's evidence probe reads (events 1008, 1005, 1006);
-    /// 0 skips the evidence probe (one command less per server).
-    #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_EVIDENCE_DAYS, value_parser = clap::value_parser!(u32).range(0..=365))]
-    pub evidence_days: u32,
+    /// Also run the host probe's evidence part (README "Evidence"), reading DAYS of EEMS
+    /// events (7 when no value is given). Off by default: until the transport can send one
+    /// longer script, the evidence part is a second command per server (README, Performance).
+    #[arg(long, value_name = "DAYS", num_args = 0..=1, default_missing_value = "7", value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub evidence_days: Option<u32>,
 
     /// Stop connecting once authentication failed on this many servers, so a wrong
     /// password cannot lock the account out across the fleet (0 = no guard).

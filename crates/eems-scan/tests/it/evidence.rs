@@ -1,7 +1,7 @@
 //! Host probe v2's evidence (issue 11) through the real binary against the lab over
 //! WinRM/NTLM: every evidence part reaches the JSON and CSV reports with its verdict, each
-//! part failing alone leaves the others and the v1 verdict intact, and `--evidence-days 0`
-//! sends no evidence command at all.
+//! part failing alone leaves the others and the v1 verdict intact, and without
+//! `--evidence-days` no evidence command is sent at all.
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ fn verdict_fleet() -> Vec<(String, String, String)> {
 async fn each_evidence_verdict_reaches_json_and_csv() {
     let dir = scratch("evidence-verdicts");
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &verdict_fleet())), &dir).await;
-    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "20"]).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "20", "--evidence-days"]).await;
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "{}",
@@ -177,7 +177,7 @@ async fn each_evidence_part_fails_alone() {
     .map(|(i, (n, x))| (n.to_string(), format!("127.0.62.{}", i + 1), format!("{base}{x}")))
     .collect();
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "20"]).await;
+    let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "20", "--evidence-days"]).await;
     let present = |r: &Value| {
         (
             s(&r["fetch_state"]).to_string(),
@@ -217,7 +217,7 @@ async fn evidence_probe_failing_keeps_the_v1_verdict() {
         "faults = { exec_ms = 2000 }\n".to_string(),
     )];
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "3", "--operation-timeout", "1"]).await;
+    let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "3", "--operation-timeout", "1", "--evidence-days"]).await;
     let r = row(&rep, "SLOW");
     assert_eq!(s(&r["status"]), "ok", "{r}");
     assert_eq!(s(&r["eems_state"]), "Enabled", "{r}");
@@ -228,7 +228,7 @@ async fn evidence_probe_failing_keeps_the_v1_verdict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn evidence_days_zero_sends_one_command_and_the_window_reaches_the_host() {
+async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     let dir = scratch("evidence-days");
     let list = vec![(
         "WIN".to_string(),
@@ -245,7 +245,7 @@ async fn evidence_days_zero_sends_one_command_and_the_window_reaches_the_host() 
             .count()
     };
 
-    let (_, rep) = scan_lab(&dir, PASSWORD, &["--evidence-days", "0"]).await;
+    let (_, rep) = scan_lab(&dir, PASSWORD, &[]).await;
     let r = row(&rep, "WIN");
     assert_eq!(s(&r["status"]), "ok");
     assert!(r["fetch_state"].is_null() && r["evidence"].is_null(), "{r}");
@@ -259,12 +259,14 @@ async fn evidence_days_zero_sends_one_command_and_the_window_reaches_the_host() 
     assert_eq!(r["evidence"]["window_days"], 30);
     assert_eq!(r["fetch_errors_window"], 10);
     assert_eq!(s(&r["fetch_state"]), "Fetching", "{r}");
-    // A 7-day window sees 4 of them (96, 120, 144, 168 hours ago).
-    let (_, rep) = scan_lab(&dir, PASSWORD, &[]).await;
-    assert_eq!(row(&rep, "WIN")["fetch_errors_window"], 4);
+    // The default 7-day window sees 4 of them (96, 120, 144, 168 hours ago).
+    let (_, rep) = scan_lab(&dir, PASSWORD, &["--evidence-days"]).await;
+    let r = row(&rep, "WIN");
+    assert_eq!(r["evidence"]["window_days"], eems_core::probe::DEFAULT_EVIDENCE_DAYS);
+    assert_eq!(r["fetch_errors_window"], 4);
 
     let out = eems_scan(
-        &["scan", "--inventory", "x.csv", "--user", USER, "--evidence-days", "400"],
+        &["scan", "--inventory", "x.csv", "--user", USER, "--evidence-days", "0"],
         PASSWORD,
     )
     .await;
