@@ -474,7 +474,12 @@ fn evidence_changes(
             (FetchState::Failing, _) => Verdict::Improvement,
             _ => Verdict::Neutral,
         };
-        push(Field::FetchState, Some(a.to_string()), Some(b.to_string()), v);
+        push(
+            Field::FetchState,
+            Some(a.to_string()),
+            Some(b.to_string()),
+            v,
+        );
     }
     let issues = |s: &Option<IisState>| match s {
         Some(IisState::Consistent) => Some(Vec::new()),
@@ -487,14 +492,27 @@ fn evidence_changes(
             _ => worse,
         };
         for i in a.iter().filter(|i| !b.contains(i)) {
-            push(Field::IisState, Some(i.to_string()), None, weight(i, Verdict::Improvement));
+            push(
+                Field::IisState,
+                Some(i.to_string()),
+                None,
+                weight(i, Verdict::Improvement),
+            );
         }
         for i in b.iter().filter(|i| !a.contains(i)) {
-            push(Field::IisState, None, Some(i.to_string()), weight(i, Verdict::Regression));
+            push(
+                Field::IisState,
+                None,
+                Some(i.to_string()),
+                weight(i, Verdict::Regression),
+            );
         }
     }
     // Both scans ran the evidence probe (fetch_state is set whenever it did).
-    if o.fetch_state.is_some() && n.fetch_state.is_some() && o.service_changed_time != n.service_changed_time {
+    if o.fetch_state.is_some()
+        && n.fetch_state.is_some()
+        && o.service_changed_time != n.service_changed_time
+    {
         let text = |r: &ServerRow| {
             r.service_changed_time
                 .as_ref()
@@ -719,29 +737,124 @@ mod tests {
             IisState::Issues(vec![I::AppliedButMissing("M1.1.0".into())])
         }
         fn orphan() -> IisState {
-            IisState::Issues(vec![I::OrphanedRule("EEMS M1.1 PowerShell - inbound".into())])
+            IisState::Issues(vec![I::OrphanedRule(
+                "EEMS M1.1 PowerShell - inbound".into(),
+            )])
         }
         fn blocked() -> IisState {
             IisState::Issues(vec![I::BlockedButPresent("M2".into())])
         }
         // (case, old edit, new edit, expected changes); both rows start Fetching and Consistent.
-        let table: Vec<(&str, Edit, Edit, Vec<(Field, Verdict)>)> = vec![
-            ("fetching to failing", |_| {}, |r| r.fetch_state = Some(F::Failing), vec![(Field::FetchState, Regression)]),
-            ("failing to fetching", |r| r.fetch_state = Some(F::Failing), |_| {}, vec![(Field::FetchState, Improvement)]),
-            ("failing to unknown", |r| r.fetch_state = Some(F::Failing), |r| r.fetch_state = Some(F::Unknown), vec![(Field::FetchState, Improvement)]),
-            ("fetching to no evidence", |_| {}, |r| r.fetch_state = Some(F::NoEvidence), vec![(Field::FetchState, Neutral)]),
-            ("new missing rule", |_| {}, |r| r.iis_state = Some(missing()), vec![(Field::IisState, Regression)]),
-            ("missing rule restored", |r| r.iis_state = Some(missing()), |_| {}, vec![(Field::IisState, Improvement)]),
-            ("new orphaned rule", |_| {}, |r| r.iis_state = Some(orphan()), vec![(Field::IisState, Regression)]),
-            ("orphan replaced by missing", |r| r.iis_state = Some(orphan()), |r| r.iis_state = Some(missing()), vec![(Field::IisState, Improvement), (Field::IisState, Regression)]),
-            ("blocked but present is neutral", |_| {}, |r| r.iis_state = Some(blocked()), vec![(Field::IisState, Neutral)]),
-            ("IIS unreadable: not compared", |_| {}, |r| r.iis_state = Some(IisState::Unknown), vec![]),
-            ("new 7040 change", |_| {}, |r| { r.service_changed_time = Some("2026-11-20T08:00:00Z".into()); r.service_changed = Some("auto start to disabled".into()) }, vec![(Field::ServiceChanged, Regression)]),
-            ("7040 change aged out", |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()), |_| {}, vec![(Field::ServiceChanged, Improvement)]),
-            ("another 7040 change", |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()), |r| r.service_changed_time = Some("2026-11-20T08:00:00Z".into()), vec![(Field::ServiceChanged, Regression)]),
-            ("v1 scan before: no evidence compared", |r| { r.fetch_state = None; r.iis_state = None }, |r| { r.fetch_state = Some(F::Failing); r.service_changed_time = Some("2026-11-20T08:00:00Z".into()) }, vec![]),
-            ("cert floor lost", |_| {}, |r| r.cert_floor = Some(CertFloor::CannotFetch), vec![(Field::CertFloor, Regression)]),
-            ("cert floor regained", |r| r.cert_floor = Some(CertFloor::CannotFetch), |_| {}, vec![(Field::CertFloor, Improvement)]),
+        type Row = (&'static str, Edit, Edit, Vec<(Field, Verdict)>);
+        let table: Vec<Row> = vec![
+            (
+                "fetching to failing",
+                |_| {},
+                |r| r.fetch_state = Some(F::Failing),
+                vec![(Field::FetchState, Regression)],
+            ),
+            (
+                "failing to fetching",
+                |r| r.fetch_state = Some(F::Failing),
+                |_| {},
+                vec![(Field::FetchState, Improvement)],
+            ),
+            (
+                "failing to unknown",
+                |r| r.fetch_state = Some(F::Failing),
+                |r| r.fetch_state = Some(F::Unknown),
+                vec![(Field::FetchState, Improvement)],
+            ),
+            (
+                "fetching to no evidence",
+                |_| {},
+                |r| r.fetch_state = Some(F::NoEvidence),
+                vec![(Field::FetchState, Neutral)],
+            ),
+            (
+                "new missing rule",
+                |_| {},
+                |r| r.iis_state = Some(missing()),
+                vec![(Field::IisState, Regression)],
+            ),
+            (
+                "missing rule restored",
+                |r| r.iis_state = Some(missing()),
+                |_| {},
+                vec![(Field::IisState, Improvement)],
+            ),
+            (
+                "new orphaned rule",
+                |_| {},
+                |r| r.iis_state = Some(orphan()),
+                vec![(Field::IisState, Regression)],
+            ),
+            (
+                "orphan replaced by missing",
+                |r| r.iis_state = Some(orphan()),
+                |r| r.iis_state = Some(missing()),
+                vec![
+                    (Field::IisState, Improvement),
+                    (Field::IisState, Regression),
+                ],
+            ),
+            (
+                "blocked but present is neutral",
+                |_| {},
+                |r| r.iis_state = Some(blocked()),
+                vec![(Field::IisState, Neutral)],
+            ),
+            (
+                "IIS unreadable: not compared",
+                |_| {},
+                |r| r.iis_state = Some(IisState::Unknown),
+                vec![],
+            ),
+            (
+                "new 7040 change",
+                |_| {},
+                |r| {
+                    r.service_changed_time = Some("2026-11-20T08:00:00Z".into());
+                    r.service_changed = Some("auto start to disabled".into())
+                },
+                vec![(Field::ServiceChanged, Regression)],
+            ),
+            (
+                "7040 change aged out",
+                |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()),
+                |_| {},
+                vec![(Field::ServiceChanged, Improvement)],
+            ),
+            (
+                "another 7040 change",
+                |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()),
+                |r| r.service_changed_time = Some("2026-11-20T08:00:00Z".into()),
+                vec![(Field::ServiceChanged, Regression)],
+            ),
+            (
+                "v1 scan before: no evidence compared",
+                |r| {
+                    r.fetch_state = None;
+                    r.iis_state = None
+                },
+                |r| {
+                    r.fetch_state = Some(F::Failing);
+                    r.service_changed_time = Some("2026-11-20T08:00:00Z".into())
+                },
+                vec![],
+            ),
+            (
+                "cert floor lost",
+                |_| {},
+                |r| r.cert_floor = Some(CertFloor::CannotFetch),
+                vec![(Field::CertFloor, Regression)],
+            ),
+            (
+                "cert floor regained",
+                |r| r.cert_floor = Some(CertFloor::CannotFetch),
+                |_| {},
+                vec![(Field::CertFloor, Improvement)],
+            ),
         ];
         for (what, edit_old, edit_new, want) in table {
             let mut base = healthy("EX01");
@@ -752,8 +865,10 @@ mod tests {
             edit_old(&mut o);
             edit_new(&mut n);
             let d = drift(vec![o], vec![n]);
-            let want: Vec<(String, Field, Verdict)> =
-                want.into_iter().map(|(f, v)| ("EX01".to_string(), f, v)).collect();
+            let want: Vec<(String, Field, Verdict)> = want
+                .into_iter()
+                .map(|(f, v)| ("EX01".to_string(), f, v))
+                .collect();
             assert_eq!(triples(&d), want, "{what}");
         }
     }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{
-    CertFloor, EemsState, FetchState, IisState, Line, PatternService, ServiceCheck, Status, WriteType,
+    CertFloor, EemsState, FetchState, IisState, Line, PatternService, ServiceCheck, Status,
+    WriteType,
 };
 use crate::facts::EvidenceFacts;
 

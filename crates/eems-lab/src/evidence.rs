@@ -216,14 +216,27 @@ fn list(items: Vec<Value>, ps51: bool) -> Value {
     }
 }
 
-fn series(s: Option<&EventSeries>, default_msg: &str, days: i64, now: time::OffsetDateTime) -> Value {
+fn series(
+    s: Option<&EventSeries>,
+    default_msg: &str,
+    days: i64,
+    now: time::OffsetDateTime,
+) -> Value {
     let window = days as f64 * 24.0;
     let (count, newest, msg) = match s {
         Some(s) if s.count > 0 && s.newest_hours_ago <= window => {
-            let every = if s.every_hours > 0.0 { s.every_hours } else { 1.0 };
+            let every = if s.every_hours > 0.0 {
+                s.every_hours
+            } else {
+                1.0
+            };
             let fit = ((window - s.newest_hours_ago) / every).floor() as u64 + 1;
             let msg = s.message.as_deref().unwrap_or(default_msg);
-            (s.count.min(fit).min(MAX_EVENTS), Some(s.newest_hours_ago), Some(cut(msg)))
+            (
+                s.count.min(fit).min(MAX_EVENTS),
+                Some(s.newest_hours_ago),
+                Some(cut(msg)),
+            )
         }
         _ => (0, None, None),
     };
@@ -231,7 +244,12 @@ fn series(s: Option<&EventSeries>, default_msg: &str, days: i64, now: time::Offs
 }
 
 /// The `evidence` object evidence.ps1 prints for this server.
-pub fn evidence_value(server: &ServerSpec, days: i64, now: time::OffsetDateTime, ps51: bool) -> Value {
+pub fn evidence_value(
+    server: &ServerSpec,
+    days: i64,
+    now: time::OffsetDateTime,
+    ps51: bool,
+) -> Value {
     let e = &server.evidence;
     let events = match &e.events_error {
         Some(err) => json!({"error": cut(err)}),

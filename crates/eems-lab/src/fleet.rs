@@ -353,7 +353,10 @@ mod tests {
         assert!(e(&|x| x.events_error.is_some()) && e(&|x| x.service_changes_error.is_some()));
         assert!(e(&|x| x.log_error.is_some()) && e(&|x| x.iis_error.is_some()));
         assert!(e(&|x| !x.service_changes.is_empty()) && e(&|x| x.flighting.is_some()));
-        assert!(e(&|x| x.iis_rules.as_ref().is_some_and(|r| r.iter().any(|r| !r.enabled))));
+        assert!(e(&|x| x
+            .iis_rules
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| !r.enabled))));
     }
 
     #[test]

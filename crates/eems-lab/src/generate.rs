@@ -460,12 +460,25 @@ mod tests {
         assert!(count(&|x| x.build == "15.2.1118.21" || x.build == "15.1.2507.17") >= 1);
         assert_eq!(count(&|x| x.is_edge()), 2);
         let e = |x: &ServerSpec| x.evidence.clone();
-        assert!(count(&|x| e(x).fetch_errors.is_some()) >= 2, "failing and pre-March 2023");
+        assert!(
+            count(&|x| e(x).fetch_errors.is_some()) >= 2,
+            "failing and pre-March 2023"
+        );
         assert!(count(&|x| e(x).log_hours_ago.is_some_and(|h| h > 24.0)) >= 1);
         assert!(count(&|x| e(x).events_error.is_some()) >= 1);
         assert!(count(&|x| e(x).iis_rules.as_ref().is_some_and(|r| r.is_empty())) >= 1);
-        assert!(count(&|x| e(x).iis_rules.as_ref().is_some_and(|r| r.iter().any(|r| !r.enabled))) >= 1);
-        assert!(count(&|x| e(x).iis_rules.is_some() && !x.mitigations_applied.iter().any(|m| m.starts_with("M1"))) >= 1);
+        assert!(
+            count(&|x| e(x)
+                .iis_rules
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| !r.enabled)))
+                >= 1
+        );
+        assert!(
+            count(&|x| e(x).iis_rules.is_some()
+                && !x.mitigations_applied.iter().any(|m| m.starts_with("M1")))
+                >= 1
+        );
         assert!(count(&|x| !e(x).service_changes.is_empty()) >= 1);
         assert!(count(&|x| e(x).flighting.is_some()) >= 1);
         assert!(count(&|x| x.faults.down) >= 1);

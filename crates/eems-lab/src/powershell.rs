@@ -696,7 +696,9 @@ fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> Execution {
     };
     let body = &script[header.body_offset..];
     let org = body.find(ORG_MARKER);
-    let host = body.find(HOST_MARKER).or_else(|| body.find(crate::evidence::HOST_MARKER_V2));
+    let host = body
+        .find(HOST_MARKER)
+        .or_else(|| body.find(crate::evidence::HOST_MARKER_V2));
     let probe = match (org, host) {
         (Some(o), Some(h)) => Some(if o < h { "org" } else { "host" }),
         (Some(_), None) => Some("org"),

@@ -160,7 +160,10 @@ pub fn fetch_state(ev: &EvidenceFacts, now: OffsetDateTime) -> FetchState {
 
 /// The ID a rule name carries: `EEMS M1.1 PowerShell - inbound` -> `M1.1`.
 fn rule_id(name: &str) -> Option<&str> {
-    let rest = name.get(..5)?.eq_ignore_ascii_case("EEMS ").then(|| &name[5..])?;
+    let rest = name
+        .get(..5)?
+        .eq_ignore_ascii_case("EEMS ")
+        .then(|| &name[5..])?;
     rest.split_whitespace().next()
 }
 
@@ -304,8 +307,10 @@ pub fn assess_evidence(
 
     v.iis_state = Some(match &ev.iis_rules.error {
         Some(e) => {
-            v.findings
-                .push(format!("IIS configuration not readable: {}", excerpt(e, 200)));
+            v.findings.push(format!(
+                "IIS configuration not readable: {}",
+                excerpt(e, 200)
+            ));
             IisState::Unknown
         }
         None => {

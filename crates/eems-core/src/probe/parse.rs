@@ -317,8 +317,6 @@ fn unwrap_value(v: &Value) -> &Value {
     cur
 }
 
-/// A JSON value's type in words, for error messages (also the inventory's).
-
 /// A scalar rendered as text; `None` for null, arrays and objects.
 fn scalar_string(v: &Value) -> Option<String> {
     match unwrap_value(v) {
@@ -530,15 +528,30 @@ mod tests {
         let e = h.evidence.unwrap();
         assert_eq!(e.window_days, Some(7));
         let fe = e.events.fetch_errors.unwrap();
-        assert_eq!((fe.count, fe.last_time.as_deref()), (3, Some("2026-11-28T09:00:00Z")));
+        assert_eq!(
+            (fe.count, fe.last_time.as_deref()),
+            (3, Some("2026-11-28T09:00:00Z"))
+        );
         let ap = e.events.applied.unwrap();
         assert_eq!(ap.count, 1, "numeric string");
-        assert_eq!(ap.last_time.as_deref(), Some("2026-11-28T10:00:00Z"), "\\/Date\\/ form");
-        assert_eq!(e.service_changes.len(), 1, "a lone object is a one-element list");
+        assert_eq!(
+            ap.last_time.as_deref(),
+            Some("2026-11-28T10:00:00Z"),
+            "\\/Date\\/ form"
+        );
+        assert_eq!(
+            e.service_changes.len(),
+            1,
+            "a lone object is a one-element list"
+        );
         assert_eq!(e.service_changes[0].id, 7040);
         assert_eq!(e.log.problem_lines.len(), 1);
         assert_eq!(e.log.folder_exists, Some(true));
-        assert_eq!(e.iis_rules.rules.len(), 1, "a rule without a name is dropped");
+        assert_eq!(
+            e.iis_rules.rules.len(),
+            1,
+            "a rule without a name is dropped"
+        );
         assert!(!e.iis_rules.rules[0].enabled);
         assert_eq!(e.flighting.unwrap().status, "Running");
         assert_eq!(h.service.unwrap().status, "Running", "v1 fields intact");
@@ -552,11 +565,18 @@ mod tests {
             r#"{"probe":"host","schema":1,"ocs":{},"evidence":{"window_days":7,"events":{"error":"The RPC server is unavailable"},"service_changes":null,"log":{"error":"Access denied","folder_exists":false,"problem_lines":[]},"iis_rules":"garbage","flighting":null}}"#,
         );
         let e = parse_host(&out).unwrap().evidence.unwrap();
-        assert_eq!(e.events.error.as_deref(), Some("The RPC server is unavailable"));
+        assert_eq!(
+            e.events.error.as_deref(),
+            Some("The RPC server is unavailable")
+        );
         assert_eq!(e.events.fetch_errors, None);
         assert!(e.service_changes.is_empty());
         assert_eq!(e.log.error.as_deref(), Some("Access denied"));
-        assert_eq!(e.iis_rules, IisRulesFacts::default(), "malformed part: not collected");
+        assert_eq!(
+            e.iis_rules,
+            IisRulesFacts::default(),
+            "malformed part: not collected"
+        );
         assert_eq!(e.flighting, None);
     }
 

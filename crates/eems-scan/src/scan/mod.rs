@@ -636,8 +636,8 @@ async fn evidence_part(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let facts = parse::parse_host(&out.stdout)
-        .map_err(|pe| script_failure(&pe.to_string(), &out))?;
+    let facts =
+        parse::parse_host(&out.stdout).map_err(|pe| script_failure(&pe.to_string(), &out))?;
     facts
         .evidence
         .ok_or_else(|| "the evidence probe answered without an evidence object".into())

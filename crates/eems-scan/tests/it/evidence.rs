@@ -59,7 +59,13 @@ fn verdict_fleet() -> Vec<(String, String, String)> {
     ];
     rows.iter()
         .enumerate()
-        .map(|(i, (n, extra))| (n.to_string(), format!("127.0.61.{}", i + 1), extra.to_string()))
+        .map(|(i, (n, extra))| {
+            (
+                n.to_string(),
+                format!("127.0.61.{}", i + 1),
+                extra.to_string(),
+            )
+        })
         .collect()
 }
 
@@ -75,16 +81,86 @@ async fn each_evidence_verdict_reaches_json_and_csv() {
     );
     // (server, status, fetch_state, cert_floor, iis_state (CSV text), a finding containing)
     let table: &[(&str, &str, &str, &str, &str, &str)] = &[
-        ("HEALTHY", "ok", "Fetching", "above the March 2023 SU", "Consistent", ""),
-        ("FAILING", "warning", "Failing", "above the March 2023 SU", "Consistent", "event 1008 at"),
-        ("OLDFAIL", "ok", "No evidence", "above the March 2023 SU", "Consistent", "no evidence that EEMS fetched"),
-        ("APPLIED", "ok", "Fetching", "above the March 2023 SU", "Consistent", ""),
-        ("CERTFLOOR", "warning", "Fetching", "cannot fetch since the January 2025 certificate change", "Consistent", "older than the March 2023 SU"),
-        ("MISSING", "warning", "Fetching", "above the March 2023 SU", "applied but missing: M1.1.0", "applied but missing"),
-        ("DISABLED", "warning", "Fetching", "above the March 2023 SU", "applied but disabled: M2.1.0", "applied but disabled"),
-        ("ORPHAN", "ok", "Fetching", "above the March 2023 SU", "orphaned rule: EEMS M1.1 PowerShell - inbound", "orphaned rule"),
-        ("TAMPERED", "ok", "Fetching", "above the March 2023 SU", "Consistent", "start type changed"),
-        ("FLIGHT", "ok", "Fetching", "above the March 2023 SU", "Consistent", "MSExchangeFlighting is Stopped/Manual"),
+        (
+            "HEALTHY",
+            "ok",
+            "Fetching",
+            "above the March 2023 SU",
+            "Consistent",
+            "",
+        ),
+        (
+            "FAILING",
+            "warning",
+            "Failing",
+            "above the March 2023 SU",
+            "Consistent",
+            "event 1008 at",
+        ),
+        (
+            "OLDFAIL",
+            "ok",
+            "No evidence",
+            "above the March 2023 SU",
+            "Consistent",
+            "no evidence that EEMS fetched",
+        ),
+        (
+            "APPLIED",
+            "ok",
+            "Fetching",
+            "above the March 2023 SU",
+            "Consistent",
+            "",
+        ),
+        (
+            "CERTFLOOR",
+            "warning",
+            "Fetching",
+            "cannot fetch since the January 2025 certificate change",
+            "Consistent",
+            "older than the March 2023 SU",
+        ),
+        (
+            "MISSING",
+            "warning",
+            "Fetching",
+            "above the March 2023 SU",
+            "applied but missing: M1.1.0",
+            "applied but missing",
+        ),
+        (
+            "DISABLED",
+            "warning",
+            "Fetching",
+            "above the March 2023 SU",
+            "applied but disabled: M2.1.0",
+            "applied but disabled",
+        ),
+        (
+            "ORPHAN",
+            "ok",
+            "Fetching",
+            "above the March 2023 SU",
+            "orphaned rule: EEMS M1.1 PowerShell - inbound",
+            "orphaned rule",
+        ),
+        (
+            "TAMPERED",
+            "ok",
+            "Fetching",
+            "above the March 2023 SU",
+            "Consistent",
+            "start type changed",
+        ),
+        (
+            "FLIGHT",
+            "ok",
+            "Fetching",
+            "above the March 2023 SU",
+            "Consistent",
+            "MSExchangeFlighting is Stopped/Manual",
+        ),
     ];
     let mut rdr = csv::Reader::from_path(dir.join("out.csv")).unwrap();
     let headers = rdr.headers().unwrap().clone();
@@ -118,7 +194,9 @@ async fn each_evidence_verdict_reaches_json_and_csv() {
     assert!(s(&failing["last_fetch_error"]).contains("Exception encountered while fetching"));
     assert!(s(&failing["last_fetch_error_time"]).ends_with('Z'));
     assert_eq!(
-        failing["evidence"]["log"]["problem_lines"].as_array().map(Vec::len),
+        failing["evidence"]["log"]["problem_lines"]
+            .as_array()
+            .map(Vec::len),
         Some(1)
     );
     assert!(findings(failing).contains("TLS certificate or its chain validation failed"));
@@ -127,7 +205,9 @@ async fn each_evidence_verdict_reaches_json_and_csv() {
     let tampered = row(&rep, "TAMPERED");
     assert!(s(&tampered["service_changed"]).contains("from disabled to auto start"));
     assert_eq!(
-        tampered["evidence"]["service_changes"].as_array().map(Vec::len),
+        tampered["evidence"]["service_changes"]
+            .as_array()
+            .map(Vec::len),
         Some(2),
         "7036 is collected, only 7040 is the verdict"
     );
@@ -167,21 +247,37 @@ async fn each_evidence_part_fails_alone() {
         service_changes = [{ hours_ago = 5.0, id = 7040, message = \"changed from auto start to disabled\" }]\n\
         flighting = { status = \"Running\", start_type = \"Automatic\" }\n";
     let list: Vec<(String, String, String)> = [
-        ("NOEVENTS", "events_error = \"The RPC server is unavailable.\"\n"),
-        ("NOSYSLOG", "service_changes_error = \"Access is denied.\"\n"),
+        (
+            "NOEVENTS",
+            "events_error = \"The RPC server is unavailable.\"\n",
+        ),
+        (
+            "NOSYSLOG",
+            "service_changes_error = \"Access is denied.\"\n",
+        ),
         ("NOLOG", "log_error = \"Access to the path is denied.\"\n"),
-        ("NOIIS", "iis_error = \"Cannot read applicationHost.config.\"\n"),
+        (
+            "NOIIS",
+            "iis_error = \"Cannot read applicationHost.config.\"\n",
+        ),
     ]
     .iter()
     .enumerate()
-    .map(|(i, (n, x))| (n.to_string(), format!("127.0.62.{}", i + 1), format!("{base}{x}")))
+    .map(|(i, (n, x))| {
+        (
+            n.to_string(),
+            format!("127.0.62.{}", i + 1),
+            format!("{base}{x}"),
+        )
+    })
     .collect();
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
     let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "20", "--evidence-days"]).await;
     let present = |r: &Value| {
         (
             s(&r["fetch_state"]).to_string(),
-            r["iis_state"] != json!({"issues": [{"orphaned_rule": "EEMS M1.1 PowerShell - inbound"}]}),
+            r["iis_state"]
+                != json!({"issues": [{"orphaned_rule": "EEMS M1.1 PowerShell - inbound"}]}),
             r["service_changed"].is_string(),
             r["log_last_write"].is_string(),
             r["flighting_service"] == "Running/Automatic",
@@ -189,15 +285,35 @@ async fn each_evidence_part_fails_alone() {
     };
     // (server, (fetch_state, iis part failed, 7040 seen, log seen, flighting seen), finding)
     let table = [
-        ("NOEVENTS", ("Unknown", false, true, true, true), "EEMS events not readable: The RPC server is unavailable."),
-        ("NOSYSLOG", ("Failing", false, false, true, true), "System log not readable: Access is denied."),
-        ("NOLOG", ("Failing", false, true, false, true), "EEMS log folder not readable: Access to the path is denied."),
-        ("NOIIS", ("Failing", true, true, true, true), "IIS configuration not readable: Cannot read applicationHost.config."),
+        (
+            "NOEVENTS",
+            ("Unknown", false, true, true, true),
+            "EEMS events not readable: The RPC server is unavailable.",
+        ),
+        (
+            "NOSYSLOG",
+            ("Failing", false, false, true, true),
+            "System log not readable: Access is denied.",
+        ),
+        (
+            "NOLOG",
+            ("Failing", false, true, false, true),
+            "EEMS log folder not readable: Access to the path is denied.",
+        ),
+        (
+            "NOIIS",
+            ("Failing", true, true, true, true),
+            "IIS configuration not readable: Cannot read applicationHost.config.",
+        ),
     ];
     for (name, (fetch, iis_failed, change, log, flight), finding) in table {
         let r = row(&rep, name);
         let got = present(r);
-        assert_eq!(got, (fetch.to_string(), iis_failed, change, log, flight), "{name}: {r}");
+        assert_eq!(
+            got,
+            (fetch.to_string(), iis_failed, change, log, flight),
+            "{name}: {r}"
+        );
         assert!(findings(r).contains(finding), "{name}: {r}");
         // The v1 part is whole.
         assert_eq!(s(&r["eems_state"]), "Enabled", "{name}");
@@ -217,7 +333,18 @@ async fn evidence_probe_failing_keeps_the_v1_verdict() {
         "faults = { exec_ms = 2000 }\n".to_string(),
     )];
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (_, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "3", "--operation-timeout", "1", "--evidence-days"]).await;
+    let (_, rep) = scan_lab(
+        &dir,
+        PASSWORD,
+        &[
+            "--timeout",
+            "3",
+            "--operation-timeout",
+            "1",
+            "--evidence-days",
+        ],
+    )
+    .await;
     let r = row(&rep, "SLOW");
     assert_eq!(s(&r["status"]), "ok", "{r}");
     assert_eq!(s(&r["eems_state"]), "Enabled", "{r}");
@@ -241,7 +368,9 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     let commands = |lab: &eems_lab::Lab| {
         lab.log_records()
             .iter()
-            .filter(|r| r.action.as_deref() == Some("Command") && r.probe.as_deref() == Some("host"))
+            .filter(|r| {
+                r.action.as_deref() == Some("Command") && r.probe.as_deref() == Some("host")
+            })
             .count()
     };
 
@@ -249,7 +378,10 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     let r = row(&rep, "WIN");
     assert_eq!(s(&r["status"]), "ok");
     assert!(r["fetch_state"].is_null() && r["evidence"].is_null(), "{r}");
-    assert_eq!(r["cert_floor"], "above the March 2023 SU", "judged from the build alone");
+    assert_eq!(
+        r["cert_floor"], "above the March 2023 SU",
+        "judged from the build alone"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(commands(&lab), 1);
 
@@ -262,11 +394,22 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     // The default 7-day window sees 4 of them (96, 120, 144, 168 hours ago).
     let (_, rep) = scan_lab(&dir, PASSWORD, &["--evidence-days"]).await;
     let r = row(&rep, "WIN");
-    assert_eq!(r["evidence"]["window_days"], eems_core::probe::DEFAULT_EVIDENCE_DAYS);
+    assert_eq!(
+        r["evidence"]["window_days"],
+        eems_core::probe::DEFAULT_EVIDENCE_DAYS
+    );
     assert_eq!(r["fetch_errors_window"], 4);
 
     let out = eems_scan(
-        &["scan", "--inventory", "x.csv", "--user", USER, "--evidence-days", "0"],
+        &[
+            "scan",
+            "--inventory",
+            "x.csv",
+            "--user",
+            USER,
+            "--evidence-days",
+            "0",
+        ],
         PASSWORD,
     )
     .await;

@@ -54,7 +54,14 @@ const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("EX10", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX11", "skipped", "", "", "", ""),
     // Below the March 2023 SU: a warning since host probe v2 (cert_floor).
-    ("EX12", "warning", "Enabled", "Running", "200 - Reachable", ""),
+    (
+        "EX12",
+        "warning",
+        "Enabled",
+        "Running",
+        "200 - Reachable",
+        "",
+    ),
     ("EDGE01", "skipped", "", "", "", ""),
     ("EX13", "error", "", "", "", "connection refused"),
     ("EX14", "error", "", "", "", "timeout after 5 s"),
@@ -195,7 +202,10 @@ fn check_evidence(report: &Value) {
         assert!(iis.contains(want), "no {want} in {iis}");
     }
     assert!(s(&row(report, "EX05")["service_changed"]).contains("demand start"));
-    assert_eq!(row(report, "EX19")["flighting_service"], "Running/Automatic");
+    assert_eq!(
+        row(report, "EX19")["flighting_service"],
+        "Running/Automatic"
+    );
     assert_eq!(row(report, "EX20")["flighting_service"], "Stopped/Disabled");
 }
 
@@ -310,7 +320,13 @@ async fn demo_org_over_https_with_the_lab_ca() {
     let r = report(&dir.join("out.json"));
     check_report(&r);
     // Without --evidence-days: no evidence fields, the same statuses.
-    assert!(r["servers"].as_array().unwrap().iter().all(|x| x["fetch_state"].is_null()));
+    assert!(
+        r["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["fetch_state"].is_null())
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(
         lab.log_records()

@@ -75,18 +75,58 @@ fn fetch_state_table() {
     };
     // (case, events, log written hours ago, expected)
     let rows: Vec<(&str, EventFacts, Option<i64>, FetchState)> = vec![
-        ("1008 an hour ago", events(Some((30, Some(1))), Some(1)), Some(0), Failing),
-        ("1008 23 h ago", events(Some((3, Some(23))), None), None, Failing),
-        ("1008 25 h ago, applied since", events(Some((3, Some(25))), Some(1)), None, Fetching),
-        ("1008 25 h ago, fresh log", events(Some((3, Some(25))), None), Some(2), Fetching),
-        ("1008 25 h ago, nothing else", events(Some((3, Some(25))), None), None, NoEvidence),
+        (
+            "1008 an hour ago",
+            events(Some((30, Some(1))), Some(1)),
+            Some(0),
+            Failing,
+        ),
+        (
+            "1008 23 h ago",
+            events(Some((3, Some(23))), None),
+            None,
+            Failing,
+        ),
+        (
+            "1008 25 h ago, applied since",
+            events(Some((3, Some(25))), Some(1)),
+            None,
+            Fetching,
+        ),
+        (
+            "1008 25 h ago, fresh log",
+            events(Some((3, Some(25))), None),
+            Some(2),
+            Fetching,
+        ),
+        (
+            "1008 25 h ago, nothing else",
+            events(Some((3, Some(25))), None),
+            None,
+            NoEvidence,
+        ),
         ("applied only", events(None, Some(2)), None, Fetching),
         ("fresh log only", events(None, None), Some(1), Fetching),
         ("stale log only", events(None, None), Some(48), NoEvidence),
         ("nothing", events(None, None), None, NoEvidence),
-        ("zero counts", events(Some((0, None)), Some(0)), None, NoEvidence),
-        ("1008 without a time", events(Some((2, None)), Some(1)), Some(1), Unknown),
-        ("log unreadable, events fine", events(None, Some(1)), None, Fetching),
+        (
+            "zero counts",
+            events(Some((0, None)), Some(0)),
+            None,
+            NoEvidence,
+        ),
+        (
+            "1008 without a time",
+            events(Some((2, None)), Some(1)),
+            Some(1),
+            Unknown,
+        ),
+        (
+            "log unreadable, events fine",
+            events(None, Some(1)),
+            None,
+            Fetching,
+        ),
         ("events unreadable", unreadable, Some(1), Unknown),
     ];
     for (case, e, log, want) in rows {
@@ -128,7 +168,11 @@ fn fetch_state_drives_status_and_findings() {
         let v = assess_evidence(Some(&e), &server(&[], &[]), None, now());
         assert_eq!(v.warning, warning, "{case}: {:?}", v.findings);
         match finding {
-            Some(f) => assert!(v.findings.iter().any(|x| x.contains(f)), "{case}: {:?}", v.findings),
+            Some(f) => assert!(
+                v.findings.iter().any(|x| x.contains(f)),
+                "{case}: {:?}",
+                v.findings
+            ),
             None => assert!(v.findings.is_empty(), "{case}: {:?}", v.findings),
         }
     }
@@ -165,10 +209,23 @@ fn cert_floor_table() {
 fn iis_state_table() {
     use IisIssue::*;
     // (case, rules, applied, blocked, issues)
-    let rows: Vec<(&str, Vec<IisRule>, &[&str], &[&str], Vec<IisIssue>)> = vec![
+    type Row<'a> = (
+        &'a str,
+        Vec<IisRule>,
+        &'a [&'a str],
+        &'a [&'a str],
+        Vec<IisIssue>,
+    );
+    let rows: Vec<Row> = vec![
         ("nothing applied, nothing present", vec![], &[], &[], vec![]),
         ("heartbeat only", vec![], &["PING1"], &[], vec![]),
-        ("M1 applied and present", vec![rule(M1, true)], &["M1.1.0"], &[], vec![]),
+        (
+            "M1 applied and present",
+            vec![rule(M1, true)],
+            &["M1.1.0"],
+            &[],
+            vec![],
+        ),
         (
             "M2 rule and precondition",
             vec![rule(M2, true), rule(M2_PRE, true)],
@@ -225,7 +282,13 @@ fn iis_state_table() {
             &[],
             vec![],
         ),
-        ("not an EEMS rule", vec![rule("EEMSX other", true)], &[], &[], vec![]),
+        (
+            "not an EEMS rule",
+            vec![rule("EEMSX other", true)],
+            &[],
+            &[],
+            vec![],
+        ),
     ];
     for (case, rules, applied, blocked, want) in rows {
         let s = server(applied, blocked);
@@ -245,7 +308,13 @@ fn iis_state_status_and_text() {
     };
     // (case, evidence, applied, state text, warning)
     let rows: Vec<(&str, EvidenceFacts, &[&str], &str, bool)> = vec![
-        ("consistent", evid(vec![rule(M1, true)], None), &["M1.1.0"], "Consistent", false),
+        (
+            "consistent",
+            evid(vec![rule(M1, true)], None),
+            &["M1.1.0"],
+            "Consistent",
+            false,
+        ),
         (
             "missing",
             evid(vec![], None),
@@ -267,7 +336,13 @@ fn iis_state_status_and_text() {
             "orphaned rule: EEMS M1.1 PowerShell - inbound",
             false,
         ),
-        ("unreadable", evid(vec![], Some("Access denied")), &["M1.1.0"], "Unknown", false),
+        (
+            "unreadable",
+            evid(vec![], Some("Access denied")),
+            &["M1.1.0"],
+            "Unknown",
+            false,
+        ),
     ];
     for (case, e, applied, text, warning) in rows {
         let v = assess_evidence(Some(&e), &server(applied, &[]), None, now());
@@ -286,13 +361,24 @@ fn service_changed_table() {
     // (case, changes, expected message)
     let rows: Vec<(&str, Vec<ServiceChange>, Option<&str>)> = vec![
         ("none", vec![], None),
-        ("state changes only", vec![change(2, 7036, "stopped"), change(3, 7031, "crashed")], None),
+        (
+            "state changes only",
+            vec![change(2, 7036, "stopped"), change(3, 7031, "crashed")],
+            None,
+        ),
         (
             "newest 7040 wins",
-            vec![change(50, 7040, "auto to disabled"), change(5, 7040, "disabled to auto")],
+            vec![
+                change(50, 7040, "auto to disabled"),
+                change(5, 7040, "disabled to auto"),
+            ],
             Some("disabled to auto"),
         ),
-        ("older than 30 days", vec![change(31 * 24, 7040, "old")], None),
+        (
+            "older than 30 days",
+            vec![change(31 * 24, 7040, "old")],
+            None,
+        ),
     ];
     for (case, changes, want) in rows {
         let e = EvidenceFacts {
@@ -321,8 +407,18 @@ fn flighting_table() {
     // (case, flighting, field, finding)
     let rows: Vec<(&str, Option<ServiceFacts>, Option<&str>, bool)> = vec![
         ("absent (before 2019 CU15)", None, None, false),
-        ("running", f("Running", "Automatic"), Some("Running/Automatic"), false),
-        ("stopped", f("Stopped", "Disabled"), Some("Stopped/Disabled"), true),
+        (
+            "running",
+            f("Running", "Automatic"),
+            Some("Running/Automatic"),
+            false,
+        ),
+        (
+            "stopped",
+            f("Stopped", "Disabled"),
+            Some("Stopped/Disabled"),
+            true,
+        ),
     ];
     for (case, fl, field, finding) in rows {
         let e = EvidenceFacts {
@@ -353,8 +449,16 @@ fn each_part_failing_alone_keeps_the_rest() {
     let v = assess_evidence(Some(&e), &server(&["M1.1.0"], &[]), None, now());
     assert_eq!(v.fetch_state, Some(FetchState::Failing));
     assert_eq!(v.iis_state, Some(IisState::Consistent));
-    assert!(v.findings.iter().any(|f| f.contains("log folder not readable")));
-    assert!(v.findings.iter().any(|f| f.contains("System log not readable")));
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.contains("log folder not readable"))
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.contains("System log not readable"))
+    );
 }
 
 #[test]
