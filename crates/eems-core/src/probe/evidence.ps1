@@ -2,15 +2,16 @@
 # The scanner prepends $EvidenceDays. Each part has its own try and error; every query is
 # bounded: -MaxEvents, the last 1 MiB of one log file, 50 rules per file, 400-char texts.
 # Aliases and short names keep the wire copy within a command line (probe/mod.rs):
-# -EA 1 is -ErrorAction Stop, -Li -LiteralPath; gwmi/gci/gc/gps/gsv are Get-WmiObject/ChildItem/Content/Process/Service.
+# -EA 1 is -ErrorAction Stop, -Li -LiteralPath; gp/gwmi/gci/gc/gps/gsv are Get-ItemProperty/WmiObject/ChildItem/Content/Process/Service.
 # Hashtables, not [ordered]: JSON member order carries no meaning.
-# $env:ExchangeInstallPath ends with a backslash (Learn's rollback commands use it so).
+# $p: the install path from the registry, as v1 reads it (it ends with a backslash); without it,
+# Join-Path fails the log part with a reason and the owa path simply does not exist.
 # T: a date as ISO 8601 UTC (never PS 5.1's \/Date()\/ form); C: a text cut to 400 chars.
 function T($d){if($d){$d.ToUniversalTime().ToString('s')+'Z'}}
 function C($s){if($s){$s="$s";$s.Substring(0,[Math]::Min(400,$s.Length))}}
 # W: Get-WinEvent reading "no events found" as an empty list, not an error.
 function W($h,$m){try{@(Get-WinEvent -MaxEvents $m -FilterHashtable $h -EA 1)}catch{if($_.FullyQualifiedErrorId-notmatch'NoMatch'){throw}}}
-$n=Get-Date;$p=$env:ExchangeInstallPath
+$n=Get-Date;$p=(gp 'HKLM:\SOFTWARE\Microsoft\ExchangeServer\v15\Setup' -EA 0).MsiInstallPath
 $w=gwmi Win32_Service -F "Name='MSExchangeMitigation'" -EA 0
 $v=@{window_days=$EvidenceDays};$a=@{error=$null}
 try{foreach($k in 'fetch_errors','applied'){$g=@(W @{LogName='Application';ProviderName='MSExchange Mitigation Service';Id=@{fetch_errors=1008;applied=1005,1006}[$k];StartTime=$n.AddDays(-$EvidenceDays)} 500)
@@ -20,7 +21,7 @@ $v.events=$a
 try{$v.service_changes=@(W @{LogName='System';ProviderName='Service Control Manager';Id=7040,7036,7031;StartTime=$n.AddDays(-30);Data=$w.DisplayName} 20|%{@{time=T $_.TimeCreated;id=$_.Id;message=C $_.Message}})}catch{$v.service_changes_error=C $_}
 if($w.ProcessId){try{$v.service_started=T (gps -Id $w.ProcessId -EA 1).StartTime}catch{}}
 $l=@{error=$null;folder_exists=$false;newest_file=$null;newest_write_time=$null;problem_lines=@()}
-try{$f=$p+'Logging\MitigationService';if(Test-Path -Li $f){$l.folder_exists=$true
+try{$f=Join-Path $p 'Logging\MitigationService';if(Test-Path -Li $f){$l.folder_exists=$true
 $g=gci -Li $f -File -EA 1|sort LastWriteTimeUtc|select -Last 1
 if($g){$l.newest_file=$g.Name;$l.newest_write_time=T $g.LastWriteTimeUtc
 # Shared read: EEMS keeps its log open for writing.

@@ -7,7 +7,7 @@
 //! rendered script drops comment lines and indentation: the files stay readable, the
 //! wire copy stays small.
 //!
-//! Host probe v2 is `host.ps1` plus `evidence.ps1`. Together they are about 4,900 UTF-16 units
+//! Host probe v2 is `host.ps1` plus `evidence.ps1`. Together they are about 5,200 UTF-16 units
 //! minified, over the command-line budget even deflated (measured: see
 //! `v2_in_one_command_does_not_fit`), so until the transport can send a script through stdin
 //! the evidence part travels as a second command with its own result line
