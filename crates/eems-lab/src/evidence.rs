@@ -55,6 +55,49 @@ pub struct EvidenceSpec {
     pub flighting: Option<FlightingSpec>,
 }
 
+/// Longest time ago a fleet file may name (ten years), so every time stays representable.
+const MAX_HOURS_AGO: f64 = 24.0 * 3653.0;
+
+impl EvidenceSpec {
+    /// Every time is a finite number of hours between 0 and ten years, every series step
+    /// positive: what the fleet file says must be a time the probe could print.
+    pub fn validate(&self) -> Result<(), String> {
+        let hours = |what: &str, h: f64| {
+            if h.is_finite() && (0.0..=MAX_HOURS_AGO).contains(&h) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "evidence {what} = {h} is not between 0 and {MAX_HOURS_AGO} hours"
+                ))
+            }
+        };
+        for (what, s) in [
+            ("fetch_errors", &self.fetch_errors),
+            ("applied", &self.applied),
+        ] {
+            if let Some(s) = s {
+                hours(&format!("{what}.newest_hours_ago"), s.newest_hours_ago)?;
+                if !(s.every_hours.is_finite() && s.every_hours > 0.0) {
+                    return Err(format!(
+                        "evidence {what}.every_hours = {} is not positive",
+                        s.every_hours
+                    ));
+                }
+            }
+        }
+        for c in &self.service_changes {
+            hours("service_changes.hours_ago", c.hours_ago)?;
+        }
+        if let Some(h) = self.service_started_hours_ago {
+            hours("service_started_hours_ago", h)?;
+        }
+        if let Some(h) = self.log_hours_ago {
+            hours("log_hours_ago", h)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for EvidenceSpec {
     fn default() -> Self {
         EvidenceSpec {

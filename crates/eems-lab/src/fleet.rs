@@ -206,6 +206,9 @@ impl Fleet {
             if !seen.insert(s.name.to_ascii_lowercase()) {
                 return Err(format!("server {} is listed twice", s.name));
             }
+            s.evidence
+                .validate()
+                .map_err(|e| format!("server {}: {e}", s.name))?;
         }
         Ok(())
     }
@@ -357,6 +360,24 @@ mod tests {
             .iis_rules
             .as_ref()
             .is_some_and(|r| r.iter().any(|r| !r.enabled))));
+    }
+
+    #[test]
+    fn evidence_times_out_of_range_are_refused() {
+        for bad in [
+            "log_hours_ago = -1.0",
+            "log_hours_ago = nan",
+            "log_hours_ago = 1e12",
+            "fetch_errors = { count = 3, every_hours = 0.0 }",
+            "service_changes = [{ hours_ago = inf, id = 7040, message = \"x\" }]",
+        ] {
+            let text = format!(
+                "[org]\nname = \"x\"\n[[server]]\nname = \"A\"\naddress = \"127.0.0.1\"\n[server.evidence]\n{bad}\n"
+            );
+            let fleet: Fleet = toml::from_str(&text).unwrap();
+            let e = fleet.validate().unwrap_err();
+            assert!(e.starts_with("server A: evidence "), "{bad}: {e}");
+        }
     }
 
     #[test]
