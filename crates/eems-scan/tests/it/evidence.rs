@@ -417,3 +417,94 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--evidence-days"));
     lab.shutdown().await;
 }
+
+/// Two scans of the same servers, a week apart: the first healthy, the second with EEMS
+/// failing, a rule gone and the start type changed. `report` re-renders the evidence
+/// columns from the saved JSON, and `compare` calls each evidence change a regression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_and_compare_carry_the_evidence() {
+    let dir = scratch("evidence-compare");
+    let before = vec![(
+        "EX1".to_string(),
+        "127.0.65.1".to_string(),
+        "mitigations_applied = [\"PING1\", \"M1.1.0\"]\n".to_string(),
+    )];
+    let after = vec![(
+        "EX1".to_string(),
+        "127.0.65.1".to_string(),
+        "mitigations_applied = [\"PING1\", \"M1.1.0\"]\n[server.evidence]\niis_rules = []\n\
+         fetch_errors = { count = 20, newest_hours_ago = 0.5 }\n\
+         service_changes = [{ hours_ago = 20.0, id = 7040, message = \"changed from auto start to disabled\" }]\n"
+            .to_string(),
+    )];
+    let mut reports = Vec::new();
+    for (i, fleet) in [before, after].iter().enumerate() {
+        let lab = start_lab(fleet_from_toml(&fleet_toml("", fleet)), &dir).await;
+        let (_, rep) = scan_lab(&dir, PASSWORD, &["--evidence-days"]).await;
+        assert!(rep["servers"][0]["fetch_state"].is_string(), "{rep}");
+        let saved = dir.join(format!("scan{i}.json"));
+        std::fs::copy(dir.join("out.json"), &saved).unwrap();
+        if i == 1 {
+            // The saved JSON re-renders the same evidence columns the scan wrote.
+            let re = dir.join("re.csv");
+            let out = eems_scan(
+                &[
+                    "report",
+                    saved.to_str().unwrap(),
+                    "--csv",
+                    re.to_str().unwrap(),
+                ],
+                PASSWORD,
+            )
+            .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let cells = |p: &std::path::Path| {
+                let mut rdr = csv::Reader::from_path(p).unwrap();
+                let h = rdr.headers().unwrap().clone();
+                let rec = rdr.records().next().unwrap().unwrap();
+                let at = h.iter().position(|x| x == "fetch_state").unwrap();
+                rec.iter().skip(at).map(str::to_string).collect::<Vec<_>>()
+            };
+            assert_eq!(cells(&re), cells(&dir.join("out.csv")));
+            assert_eq!(cells(&re)[0], "Failing");
+        }
+        reports.push(saved);
+        lab.shutdown().await;
+    }
+    let out = eems_scan(
+        &[
+            "compare",
+            reports[0].to_str().unwrap(),
+            reports[1].to_str().unwrap(),
+            "--json",
+            "-",
+            "-q",
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "regressions");
+    let drift: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut got: Vec<(String, String)> = drift["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (s(&c["field"]).to_string(), s(&c["verdict"]).to_string()))
+        .collect();
+    got.sort();
+    let want = [
+        ("fetch_state", "regression"),
+        ("iis_state", "regression"),
+        ("service_changed", "regression"),
+        ("status", "regression"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec(),
+        "{drift}"
+    );
+}
