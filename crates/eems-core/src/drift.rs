@@ -22,6 +22,15 @@
 //!   improvement. **mitigations_applied**, **build**, **telemetry_enabled**: neutral (Exchange
 //!   applies and retracts mitigations itself; HealthChecker gives telemetry no severity).
 //! * **org mitigations_enabled**: True → False is a regression, False → True an improvement.
+//! * **fetch_state** (evidence): becoming `Failing` is a regression, leaving it an
+//!   improvement; moves among Fetching, No evidence and Unknown are neutral.
+//! * **iis_state** (evidence): a new missing, disabled or orphaned rule is a regression, one
+//!   gone an improvement; `blocked but present` is neutral (the admin chose to block). Compared
+//!   only when both scans could read IIS.
+//! * **service_changed** (evidence): a new start-type change (7040) is a regression; one
+//!   that aged out of the 30 days is an improvement.
+//! * **cert_floor** (evidence): becoming unable to fetch is a regression, the reverse an
+//!   improvement.
 //!
 //! A field is compared only when both scans know it. A server that could not be probed has
 //! no service or pattern data; that loss is the status change to `error`, not a flood of
@@ -31,7 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{ServiceCheck, Status, WriteType};
+use crate::analysis::{FetchState, IisIssue, IisState, ServiceCheck, Status, WriteType};
 use crate::report::{ScanReport, ServerRow};
 
 /// Whether a change needs attention.
@@ -71,6 +80,11 @@ pub enum Field {
     MitigationsApplied,
     Build,
     TelemetryEnabled,
+    FetchState,
+    /// One IIS issue; `old` set means it went away, `new` set means it appeared.
+    IisState,
+    ServiceChanged,
+    CertFloor,
 }
 
 impl Field {
@@ -86,6 +100,10 @@ impl Field {
             Field::MitigationsApplied => "mitigations_applied",
             Field::Build => "build",
             Field::TelemetryEnabled => "telemetry_enabled",
+            Field::FetchState => "fetch_state",
+            Field::IisState => "iis_state",
+            Field::ServiceChanged => "service_changed",
+            Field::CertFloor => "cert_floor",
         }
     }
 
@@ -102,6 +120,10 @@ impl Field {
             Field::MitigationsApplied => "applied",
             Field::Build => "build",
             Field::TelemetryEnabled => "telemetry",
+            Field::FetchState => "fetch",
+            Field::IisState => "iis rules",
+            Field::ServiceChanged => "start type",
+            Field::CertFloor => "cert floor",
         }
     }
 }
@@ -435,6 +457,84 @@ fn server_changes(o: &ServerRow, n: &ServerRow, out: &mut Vec<Change>) {
             Verdict::Neutral,
         );
     }
+    evidence_changes(o, n, &mut push);
+}
+
+/// The evidence rules of the module comment.
+fn evidence_changes(
+    o: &ServerRow,
+    n: &ServerRow,
+    push: &mut impl FnMut(Field, Option<String>, Option<String>, Verdict),
+) {
+    if let (Some(a), Some(b)) = (o.fetch_state, n.fetch_state)
+        && a != b
+    {
+        let v = match (a, b) {
+            (_, FetchState::Failing) => Verdict::Regression,
+            (FetchState::Failing, _) => Verdict::Improvement,
+            _ => Verdict::Neutral,
+        };
+        push(
+            Field::FetchState,
+            Some(a.to_string()),
+            Some(b.to_string()),
+            v,
+        );
+    }
+    let issues = |s: &Option<IisState>| match s {
+        Some(IisState::Consistent) => Some(Vec::new()),
+        Some(IisState::Issues(l)) => Some(l.clone()),
+        Some(IisState::Unknown) | None => None,
+    };
+    if let (Some(a), Some(b)) = (issues(&o.iis_state), issues(&n.iis_state)) {
+        let weight = |i: &IisIssue, worse: Verdict| match i {
+            IisIssue::BlockedButPresent(_) => Verdict::Neutral,
+            _ => worse,
+        };
+        for i in a.iter().filter(|i| !b.contains(i)) {
+            push(
+                Field::IisState,
+                Some(i.to_string()),
+                None,
+                weight(i, Verdict::Improvement),
+            );
+        }
+        for i in b.iter().filter(|i| !a.contains(i)) {
+            push(
+                Field::IisState,
+                None,
+                Some(i.to_string()),
+                weight(i, Verdict::Regression),
+            );
+        }
+    }
+    // Both scans ran the evidence probe (fetch_state is set whenever it did).
+    if o.fetch_state.is_some()
+        && n.fetch_state.is_some()
+        && o.service_changed_time != n.service_changed_time
+    {
+        let text = |r: &ServerRow| {
+            r.service_changed_time
+                .as_ref()
+                .map(|t| format!("{t}: {}", r.service_changed.as_deref().unwrap_or("")))
+        };
+        let v = if n.service_changed_time.is_some() {
+            Verdict::Regression
+        } else {
+            Verdict::Improvement
+        };
+        push(Field::ServiceChanged, text(o), text(n), v);
+    }
+    if let (Some(a), Some(b)) = (o.cert_floor, n.cert_floor)
+        && a != b
+    {
+        push(
+            Field::CertFloor,
+            Some(a.to_string()),
+            Some(b.to_string()),
+            by_colour(a.write_type(), b.write_type()),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -626,6 +726,150 @@ mod tests {
                 vec![("EX01".to_string(), field, verdict)],
                 "{what}"
             );
+        }
+    }
+
+    #[test]
+    fn evidence_transitions() {
+        use crate::analysis::{CertFloor, FetchState as F, IisIssue as I, IisState};
+        type Edit = fn(&mut ServerRow);
+        fn missing() -> IisState {
+            IisState::Issues(vec![I::AppliedButMissing("M1.1.0".into())])
+        }
+        fn orphan() -> IisState {
+            IisState::Issues(vec![I::OrphanedRule(
+                "EEMS M1.1 PowerShell - inbound".into(),
+            )])
+        }
+        fn blocked() -> IisState {
+            IisState::Issues(vec![I::BlockedButPresent("M2".into())])
+        }
+        // (case, old edit, new edit, expected changes); both rows start Fetching and Consistent.
+        type Row = (&'static str, Edit, Edit, Vec<(Field, Verdict)>);
+        let table: Vec<Row> = vec![
+            (
+                "fetching to failing",
+                |_| {},
+                |r| r.fetch_state = Some(F::Failing),
+                vec![(Field::FetchState, Regression)],
+            ),
+            (
+                "failing to fetching",
+                |r| r.fetch_state = Some(F::Failing),
+                |_| {},
+                vec![(Field::FetchState, Improvement)],
+            ),
+            (
+                "failing to unknown",
+                |r| r.fetch_state = Some(F::Failing),
+                |r| r.fetch_state = Some(F::Unknown),
+                vec![(Field::FetchState, Improvement)],
+            ),
+            (
+                "fetching to no evidence",
+                |_| {},
+                |r| r.fetch_state = Some(F::NoEvidence),
+                vec![(Field::FetchState, Neutral)],
+            ),
+            (
+                "new missing rule",
+                |_| {},
+                |r| r.iis_state = Some(missing()),
+                vec![(Field::IisState, Regression)],
+            ),
+            (
+                "missing rule restored",
+                |r| r.iis_state = Some(missing()),
+                |_| {},
+                vec![(Field::IisState, Improvement)],
+            ),
+            (
+                "new orphaned rule",
+                |_| {},
+                |r| r.iis_state = Some(orphan()),
+                vec![(Field::IisState, Regression)],
+            ),
+            (
+                "orphan replaced by missing",
+                |r| r.iis_state = Some(orphan()),
+                |r| r.iis_state = Some(missing()),
+                vec![
+                    (Field::IisState, Improvement),
+                    (Field::IisState, Regression),
+                ],
+            ),
+            (
+                "blocked but present is neutral",
+                |_| {},
+                |r| r.iis_state = Some(blocked()),
+                vec![(Field::IisState, Neutral)],
+            ),
+            (
+                "IIS unreadable: not compared",
+                |_| {},
+                |r| r.iis_state = Some(IisState::Unknown),
+                vec![],
+            ),
+            (
+                "new 7040 change",
+                |_| {},
+                |r| {
+                    r.service_changed_time = Some("2026-11-20T08:00:00Z".into());
+                    r.service_changed = Some("auto start to disabled".into())
+                },
+                vec![(Field::ServiceChanged, Regression)],
+            ),
+            (
+                "7040 change aged out",
+                |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()),
+                |_| {},
+                vec![(Field::ServiceChanged, Improvement)],
+            ),
+            (
+                "another 7040 change",
+                |r| r.service_changed_time = Some("2026-10-20T08:00:00Z".into()),
+                |r| r.service_changed_time = Some("2026-11-20T08:00:00Z".into()),
+                vec![(Field::ServiceChanged, Regression)],
+            ),
+            (
+                "v1 scan before: no evidence compared",
+                |r| {
+                    r.fetch_state = None;
+                    r.iis_state = None
+                },
+                |r| {
+                    r.fetch_state = Some(F::Failing);
+                    r.service_changed_time = Some("2026-11-20T08:00:00Z".into())
+                },
+                vec![],
+            ),
+            (
+                "cert floor lost",
+                |_| {},
+                |r| r.cert_floor = Some(CertFloor::CannotFetch),
+                vec![(Field::CertFloor, Regression)],
+            ),
+            (
+                "cert floor regained",
+                |r| r.cert_floor = Some(CertFloor::CannotFetch),
+                |_| {},
+                vec![(Field::CertFloor, Improvement)],
+            ),
+        ];
+        for (what, edit_old, edit_new, want) in table {
+            let mut base = healthy("EX01");
+            base.fetch_state = Some(F::Fetching);
+            base.iis_state = Some(IisState::Consistent);
+            base.cert_floor = Some(CertFloor::Above);
+            let (mut o, mut n) = (base.clone(), base);
+            edit_old(&mut o);
+            edit_new(&mut n);
+            let d = drift(vec![o], vec![n]);
+            let want: Vec<(String, Field, Verdict)> = want
+                .into_iter()
+                .map(|(f, v)| ("EX01".to_string(), f, v))
+                .collect();
+            assert_eq!(triples(&d), want, "{what}");
         }
     }
 

@@ -51,6 +51,84 @@ pub struct HostFacts {
     /// `None` when MSExchangeMitigation is not installed (or Get-Service failed).
     pub service: Option<ServiceFacts>,
     pub ocs: OcsFacts,
+    /// What the evidence part (`eems-probe:host:2`) found; `None` when it was not run or
+    /// the server answered only v1.
+    #[serde(default)]
+    pub evidence: Option<EvidenceFacts>,
+}
+
+/// The host probe's evidence beyond HealthChecker (issue 11; README "Evidence"). Each part
+/// carries its own `error`, so one unreadable source does not hide the others.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceFacts {
+    /// How far back the event queries looked (`--evidence-days`).
+    pub window_days: Option<u32>,
+    pub events: EventFacts,
+    /// System log, Service Control Manager 7040/7036/7031 naming the EEMS service, 30 days,
+    /// newest first, at most 20.
+    pub service_changes: Vec<ServiceChange>,
+    /// Why the System log could not be read.
+    pub service_changes_error: Option<String>,
+    /// When the MSExchangeMitigation process started (RFC 3339 UTC).
+    pub service_started: Option<String>,
+    pub log: LogFacts,
+    pub iis_rules: IisRulesFacts,
+    /// MSExchangeFlighting (2019 CU15+ and SE); `None` where it is not installed.
+    pub flighting: Option<ServiceFacts>,
+}
+
+/// Application log, provider `MSExchange Mitigation Service`, within the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventFacts {
+    pub error: Option<String>,
+    /// Event 1008: EEMS failed (typically to reach or trust the OCS).
+    pub fetch_errors: Option<EventSummary>,
+    /// Events 1005 and 1006: a mitigation applied.
+    pub applied: Option<EventSummary>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub count: u64,
+    /// Newest event, RFC 3339 UTC.
+    pub last_time: Option<String>,
+    /// Its message, at most 400 characters.
+    pub last_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub time: Option<String>,
+    pub id: u32,
+    pub message: Option<String>,
+}
+
+/// The newest file in `<install path>\Logging\MitigationService`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogFacts {
+    pub error: Option<String>,
+    pub folder_exists: Option<bool>,
+    pub newest_file: Option<String>,
+    pub newest_write_time: Option<String>,
+    /// Up to 20 Warning/Error/untrusted-endpoint/certificate lines from its last 1 MiB.
+    pub problem_lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IisRulesFacts {
+    pub error: Option<String>,
+    pub rules: Vec<IisRule>,
+}
+
+/// A URL Rewrite rule or precondition named `EEMS *`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IisRule {
+    pub name: String,
+    /// `rules`, `outboundRules`, `globalRules` or `preConditions`.
+    pub section: Option<String>,
+    pub enabled: bool,
+    /// `applicationHost.config`, `Default Web Site web.config` or `owa web.config`.
+    pub file: Option<String>,
 }
 
 /// Status and StartType as ServiceController names them (`Running`, `Automatic`, ...).

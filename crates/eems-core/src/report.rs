@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{EemsState, Line, PatternService, ServiceCheck, Status, WriteType};
+use crate::analysis::{
+    CertFloor, EemsState, FetchState, IisState, Line, PatternService, ServiceCheck, Status,
+    WriteType,
+};
+use crate::facts::EvidenceFacts;
 
 /// One server's result. Field names are the report contract (README "Report fields").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,35 @@ pub struct ServerRow {
     /// HealthChecker's display lines for this server, in its order (JSON only).
     #[serde(default)]
     pub healthchecker: Vec<HcLine>,
+    // Evidence beyond HealthChecker (README "Evidence"). Absent where not collected, so
+    // reports written before these fields existed load, and re-render, unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_state: Option<FetchState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_errors_window: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_error_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_last_write: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_floor: Option<CertFloor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iis_state: Option<IisState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_changed_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_changed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flighting_service: Option<String>,
+    /// What the evidence probe returned, as collected (JSON only): the auditor's raw record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceFacts>,
 }
 
 /// A HealthChecker display line, as JSON carries it.
@@ -100,6 +133,19 @@ impl ServerRow {
             error_stage: None,
             duration_ms: 0,
             healthchecker: Vec::new(),
+            fetch_state: None,
+            fetch_errors_window: None,
+            last_fetch_error_time: None,
+            last_fetch_error: None,
+            last_applied_event: None,
+            log_last_write: None,
+            cert_floor: None,
+            iis_state: None,
+            service_changed_time: None,
+            service_changed: None,
+            service_started: None,
+            flighting_service: None,
+            evidence: None,
         }
     }
 }

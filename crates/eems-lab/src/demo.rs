@@ -59,6 +59,9 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
         "10",
         "--operation-timeout",
         "2",
+        // The demo fleet holds one server of each evidence verdict.
+        "--evidence-days",
+        "7",
     ];
     eprintln!(
         "eems-lab demo: {servers} simulated Exchange servers on 127.0.10.x (WinRM over HTTP, NTLM, sealed)"

@@ -145,6 +145,9 @@ pub struct ServerSpec {
     pub install_path: String,
     #[serde(default)]
     pub faults: Faults,
+    /// What host probe v2's evidence part finds (README "Fleet file").
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceSpec,
 }
 
 /// Ways a simulated host misbehaves. All off by default.
@@ -203,6 +206,9 @@ impl Fleet {
             if !seen.insert(s.name.to_ascii_lowercase()) {
                 return Err(format!("server {} is listed twice", s.name));
             }
+            s.evidence
+                .validate()
+                .map_err(|e| format!("server {}: {e}", s.name))?;
         }
         Ok(())
     }
@@ -342,6 +348,36 @@ mod tests {
                 .iter()
                 .any(|s| s.mitigations_enabled.is_none())
         );
+        // Every evidence part holds something and fails somewhere.
+        let e = |p: &dyn Fn(&crate::evidence::EvidenceSpec) -> bool| {
+            fleet.servers.iter().any(|s| p(&s.evidence))
+        };
+        assert!(e(&|x| x.fetch_errors.is_some()) && e(&|x| x.applied.is_some()));
+        assert!(e(&|x| x.events_error.is_some()) && e(&|x| x.service_changes_error.is_some()));
+        assert!(e(&|x| x.log_error.is_some()) && e(&|x| x.iis_error.is_some()));
+        assert!(e(&|x| !x.service_changes.is_empty()) && e(&|x| x.flighting.is_some()));
+        assert!(e(&|x| x
+            .iis_rules
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| !r.enabled))));
+    }
+
+    #[test]
+    fn evidence_times_out_of_range_are_refused() {
+        for bad in [
+            "log_hours_ago = -1.0",
+            "log_hours_ago = nan",
+            "log_hours_ago = 1e12",
+            "fetch_errors = { count = 3, every_hours = 0.0 }",
+            "service_changes = [{ hours_ago = inf, id = 7040, message = \"x\" }]",
+        ] {
+            let text = format!(
+                "[org]\nname = \"x\"\n[[server]]\nname = \"A\"\naddress = \"127.0.0.1\"\n[server.evidence]\n{bad}\n"
+            );
+            let fleet: Fleet = toml::from_str(&text).unwrap();
+            let e = fleet.validate().unwrap_err();
+            assert!(e.starts_with("server A: evidence "), "{bad}: {e}");
+        }
     }
 
     #[test]

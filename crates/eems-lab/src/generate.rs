@@ -3,6 +3,7 @@
 //! Deterministic from the seed: a hand-written SplitMix64 keeps the output stable across
 //! `rand` releases, so a seed named in a bug report reproduces the same fleet.
 
+use crate::evidence::{EventSeries, EvidenceSpec, FlightingSpec, IisRuleSpec, ServiceChangeSpec};
 use crate::fleet::{Faults, Fleet, ListenerSpec, OrgSpec, ServerSpec};
 use std::net::Ipv4Addr;
 
@@ -47,6 +48,8 @@ const SITES: &[&str] = &[
 ];
 /// Builds that have EEMS and the March 2023 fixes (Exchange 2019 CU14, 2016 CU23, late SUs).
 const CURRENT_BUILDS: &[&str] = &["15.2.1544.4", "15.2.1544.14", "15.1.2507.44"];
+/// Exchange 2019 CU15, which brought the MSExchangeFlighting service.
+const CU15_BUILD: &str = "15.2.1748.10";
 /// Before EEMS existed (2019 CU10, 2016 CU21).
 const PRE_EEMS_BUILDS: &[&str] = &["15.2.922.7", "15.1.2308.8"];
 /// EEMS present, but older than the March 2023 security update (2019 CU12 Jan23SU, 2016 CU23 Nov22SU).
@@ -66,6 +69,16 @@ enum Finding {
     Telemetry,
     PreEems,
     PreMarch2023,
+    // Evidence beyond HealthChecker (host probe v2).
+    FetchFailing,
+    NoFetchEvidence,
+    EventLogUnreadable,
+    RuleMissing,
+    RuleDisabled,
+    RuleOrphaned,
+    StartTypeChanged,
+    FlightingStopped,
+    /// Last: the random pass below never picks it.
     Edge,
 }
 
@@ -80,6 +93,14 @@ const FINDINGS: &[Finding] = &[
     Finding::Telemetry,
     Finding::PreEems,
     Finding::PreMarch2023,
+    Finding::FetchFailing,
+    Finding::NoFetchEvidence,
+    Finding::EventLogUnreadable,
+    Finding::RuleMissing,
+    Finding::RuleDisabled,
+    Finding::RuleOrphaned,
+    Finding::StartTypeChanged,
+    Finding::FlightingStopped,
     Finding::Edge,
 ];
 
@@ -161,6 +182,30 @@ fn healthy(name: String, i: usize, rng: &mut SplitMix64, o: &GenOptions) -> Serv
             exec_ms: o.exec_ms,
             ..Faults::default()
         },
+        evidence: EvidenceSpec {
+            // EEMS logs every hourly cycle: the newest write is under an hour old.
+            log_hours_ago: Some(rng.below(60) as f64 / 60.0),
+            ..EvidenceSpec::default()
+        },
+    }
+}
+
+/// Event 1008 every hour for `hours`, the newest `newest` hours ago.
+fn hourly_errors(hours: u64, newest: f64) -> Option<EventSeries> {
+    Some(EventSeries {
+        count: hours,
+        newest_hours_ago: newest,
+        every_hours: 1.0,
+        message: None,
+    })
+}
+
+fn m1_rule(enabled: bool) -> IisRuleSpec {
+    IisRuleSpec {
+        name: "EEMS M1.1 PowerShell - inbound".into(),
+        section: "rules".into(),
+        enabled,
+        file: "Default Web Site web.config".into(),
     }
 }
 
@@ -203,7 +248,45 @@ fn apply_finding(s: &mut ServerSpec, f: Finding, rng: &mut SplitMix64) {
             s.mitigations_applied_time = None;
             s.service_installed = false;
         }
-        Finding::PreMarch2023 => s.build = pick(rng, PRE_MARCH_2023_BUILDS).to_string(),
+        Finding::PreMarch2023 => {
+            s.build = pick(rng, PRE_MARCH_2023_BUILDS).to_string();
+            // What such a server logs every hour since the certificate change.
+            s.evidence.fetch_errors = hourly_errors(24 * 30, 0.3);
+            s.evidence.log_problem_lines = vec![
+                "FetchMitigation,S:LogLevel=Warning;S:Message=Connection attempted against untrusted endpoint".into(),
+            ];
+        }
+        Finding::FetchFailing => {
+            s.evidence.fetch_errors = hourly_errors(1 + rng.below(72), rng.below(50) as f64 / 60.0);
+            s.evidence.log_problem_lines = vec![
+                "FetchMitigation,S:LogLevel=Error;S:Message=Exception encountered while fetching mitigations : One or more errors occurred.".into(),
+            ];
+        }
+        Finding::NoFetchEvidence => s.evidence.log_hours_ago = Some(24.0 * (2 + rng.below(20)) as f64),
+        Finding::EventLogUnreadable => {
+            s.evidence.events_error = Some("The RPC server is unavailable".into())
+        }
+        Finding::RuleMissing => {
+            s.mitigations_applied.push("M1.1.0".into());
+            s.evidence.iis_rules = Some(Vec::new());
+        }
+        Finding::RuleDisabled => {
+            s.mitigations_applied.push("M1.1.0".into());
+            s.evidence.iis_rules = Some(vec![m1_rule(false)]);
+        }
+        Finding::RuleOrphaned => s.evidence.iis_rules = Some(vec![m1_rule(true)]),
+        Finding::StartTypeChanged => s.evidence.service_changes = vec![ServiceChangeSpec {
+            hours_ago: rng.below(24 * 29) as f64,
+            id: 7040,
+            message: "The start type of the Microsoft Exchange Emergency Mitigation Service service was changed from disabled to auto start.".into(),
+        }],
+        Finding::FlightingStopped => {
+            s.build = CU15_BUILD.into();
+            s.evidence.flighting = Some(FlightingSpec {
+                status: "Stopped".into(),
+                start_type: "Disabled".into(),
+            });
+        }
         Finding::Edge => {
             s.role = "Edge".into();
             s.site = SITES[0].into();
@@ -376,6 +459,28 @@ mod tests {
         );
         assert!(count(&|x| x.build == "15.2.1118.21" || x.build == "15.1.2507.17") >= 1);
         assert_eq!(count(&|x| x.is_edge()), 2);
+        let e = |x: &ServerSpec| x.evidence.clone();
+        assert!(
+            count(&|x| e(x).fetch_errors.is_some()) >= 2,
+            "failing and pre-March 2023"
+        );
+        assert!(count(&|x| e(x).log_hours_ago.is_some_and(|h| h > 24.0)) >= 1);
+        assert!(count(&|x| e(x).events_error.is_some()) >= 1);
+        assert!(count(&|x| e(x).iis_rules.as_ref().is_some_and(|r| r.is_empty())) >= 1);
+        assert!(
+            count(&|x| e(x)
+                .iis_rules
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| !r.enabled)))
+                >= 1
+        );
+        assert!(
+            count(&|x| e(x).iis_rules.is_some()
+                && !x.mitigations_applied.iter().any(|m| m.starts_with("M1")))
+                >= 1
+        );
+        assert!(count(&|x| !e(x).service_changes.is_empty()) >= 1);
+        assert!(count(&|x| e(x).flighting.is_some()) >= 1);
         assert!(count(&|x| x.faults.down) >= 1);
         assert!(count(&|x| x.faults.hang) >= 1);
         assert!(count(&|x| x.faults.wrong_password) >= 1);

@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod evidence;
 pub mod fleet;
 pub mod generate;
 pub mod http;

@@ -696,7 +696,9 @@ fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> Execution {
     };
     let body = &script[header.body_offset..];
     let org = body.find(ORG_MARKER);
-    let host = body.find(HOST_MARKER);
+    let host = body
+        .find(HOST_MARKER)
+        .or_else(|| body.find(crate::evidence::HOST_MARKER_V2));
     let probe = match (org, host) {
         (Some(o), Some(h)) => Some(if o < h { "org" } else { "host" }),
         (Some(_), None) => Some("org"),
@@ -767,7 +769,7 @@ fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> Execution {
     let json = if probe == "org" {
         org_json(ctx.fleet, faults.ps51_quirks)
     } else {
-        host_json(server, &header, faults.ps51_quirks)
+        crate::evidence::host_json(server, &header, body, faults.ps51_quirks)
     };
     out.push_str(RESULT_PREFIX);
     out.push_str(&json);
@@ -938,7 +940,7 @@ fn list_value(items: &[String], ps51: bool) -> Value {
 /// Compact JSON the way the probe scripts print it: non-ASCII always as `\uXXXX` (the console
 /// code page may not be UTF-8); under PowerShell 5.1 also `<>'&` escaped and dates as
 /// `\/Date(ms)\/`.
-fn finish_json(v: &impl Serialize, ps51: bool) -> String {
+pub(crate) fn finish_json(v: &impl Serialize, ps51: bool) -> String {
     let raw = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
     let mut out = String::with_capacity(raw.len() + 16);
     let mut chars = raw.chars().peekable();

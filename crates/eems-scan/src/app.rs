@@ -327,6 +327,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         org_server: args.fleet.org_server.clone(),
         ocs_url: args.fleet.ocs_url.clone(),
         ocs_timeout_secs: args.fleet.ocs_timeout,
+        evidence_days: args.evidence_days.unwrap_or(0),
         max_auth_failures: args.max_auth_failures,
     };
 

@@ -116,6 +116,12 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
 
+    /// Also run the host probe's evidence part (README "Evidence"), reading DAYS of EEMS
+    /// events (7 when no value is given). Off by default: until the transport can send one
+    /// longer script, the evidence part is a second command per server (README, Performance).
+    #[arg(long, value_name = "DAYS", num_args = 0..=1, default_missing_value = "7", value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub evidence_days: Option<u32>,
+
     /// Stop connecting once authentication failed on this many servers, so a wrong
     /// password cannot lock the account out across the fleet (0 = no guard).
     #[arg(long, value_name = "K", default_value_t = 3)]

@@ -9,13 +9,17 @@
 //! each divergence, and listed in [`DIVERGENCES`]).
 
 pub mod build;
+pub mod evidence;
 mod verdict;
 
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{ExchangeServerFacts, HostFacts, OrgFacts};
 use build::{ExchangeBuild, FetchTier, Product};
-pub use verdict::{EemsState, PatternService, ServiceCheck, Status, WriteType};
+pub use evidence::{EvidenceVerdicts, IisIssue, IisState, assess_evidence};
+pub use verdict::{
+    CertFloor, EemsState, FetchState, PatternService, ServiceCheck, Status, WriteType,
+};
 
 /// Every deliberate divergence from HealthChecker, one line each (for the README).
 pub const DIVERGENCES: &[&str] = &[
@@ -24,7 +28,7 @@ pub const DIVERGENCES: &[&str] = &[
     "IsEdgeServer null does not silently skip a server: the ServerRole decides (HealthChecker's pre-2023 test), and with no role either the server is checked, so a Mailbox server is never hidden from an audit.",
     "Mitigation lists drop empty-string elements before display (HealthChecker would print an empty line for [\"PING1\", \"\"]).",
     "StartType `AutomaticDelayedStart` / `Automatic (Delayed Start)` counts as Automatic, which is what HealthChecker effectively does (ServiceController reports delayed start as Automatic).",
-    "The report adds an informational finding when the build is below or at the March 2023 SU (EEMS cannot fetch since the January 2025 certificate change); HealthChecker does not check this.",
+    "The report adds a finding when the build is below or at the March 2023 SU (EEMS cannot fetch since the January 2025 certificate change); below it, the evidence verdict cert_floor makes the server a warning. HealthChecker does not check this.",
 ];
 
 /// One HealthChecker display line.

@@ -37,6 +37,7 @@ fn host() -> HostFacts {
             status_code: Some(200),
             ..Default::default()
         },
+        evidence: None,
     }
 }
 

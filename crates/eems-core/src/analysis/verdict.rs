@@ -145,6 +145,33 @@ verdict! {
     }
 }
 
+verdict! {
+    /// Whether EEMS fetched from the OCS lately, from its own events and log (issue 11).
+    /// Not a HealthChecker verdict: HealthChecker has no such line.
+    FetchState {
+        /// An applied event (1005/1006) in the window or a log write in the last 24 h, and
+        /// no event 1008 in the last 24 h.
+        Fetching = "Fetching", Green;
+        /// Event 1008 in the last 24 h (it repeats hourly while fetching fails).
+        Failing = "Failing", Yellow;
+        /// The Application log was read and holds nothing from EEMS in the window.
+        NoEvidence = "No evidence", Grey;
+        /// The Application log could not be read.
+        Unknown = "Unknown", Grey;
+    }
+}
+
+verdict! {
+    /// The build against the March 2023 SU floor of the January 2025 OCS certificate change
+    /// (eems-evidence.md §3.3). Not a HealthChecker verdict.
+    CertFloor {
+        CannotFetch = "cannot fetch since the January 2025 certificate change", Yellow;
+        /// Exactly the March 2023 SU: Microsoft's "newer than March 2023" is ambiguous here.
+        AtFloor = "at the March 2023 SU (likely fetches)", Grey;
+        Above = "above the March 2023 SU", Grey;
+    }
+}
+
 impl EemsState {
     /// Whether EEMS is off in some way (HealthChecker's Yellow states).
     pub fn is_disabled(self) -> bool {

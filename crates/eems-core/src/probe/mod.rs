@@ -1,10 +1,17 @@
-//! The two remote probes (protocol v1, see README "Contract") and how they are rendered.
+//! The remote probes (protocol v1 and the host probe's v2 evidence, see README "Contract")
+//! and how they are rendered.
 //!
-//! The scripts live in `org.ps1` and `host.ps1`, embedded at build time. They travel as
-//! `powershell.exe -EncodedCommand <base64 of UTF-16LE>` through `cmd.exe`, whose command
-//! line holds 8191 characters; that leaves about 3,000 characters of script. So the
+//! The scripts live in `org.ps1`, `host.ps1` and `evidence.ps1`, embedded at build time. They
+//! travel as `powershell.exe -EncodedCommand <base64 of UTF-16LE>` through `cmd.exe`, whose
+//! command line holds 8191 characters; that leaves about 3,000 characters of script. So the
 //! rendered script drops comment lines and indentation: the files stay readable, the
 //! wire copy stays small.
+//!
+//! Host probe v2 is `host.ps1` plus `evidence.ps1`. Together they are about 5,200 UTF-16 units
+//! minified, over the command-line budget even deflated (measured: see
+//! `v2_in_one_command_does_not_fit`), so until the transport can send a script through stdin
+//! the evidence part travels as a second command with its own result line
+//! (`{"probe":"host","schema":1,"evidence":{..}}`), which the parser merges.
 
 pub mod parse;
 
@@ -15,12 +22,17 @@ pub const DEFAULT_OCS_URL: &str = "https://officeclient.microsoft.com/GetExchang
 pub const ORG_MARKER: &str = "eems-probe:org:1";
 /// Literal marker the host probe carries.
 pub const HOST_MARKER: &str = "eems-probe:host:1";
+/// Literal marker of host probe v2's evidence part.
+pub const EVIDENCE_MARKER: &str = "eems-probe:host:2";
+/// `--evidence-days` default: how far back the event queries look.
+pub const DEFAULT_EVIDENCE_DAYS: u32 = 7;
 /// Longest script (in UTF-16 code units) that fits the command line with winrm-rs 2.0.1's
 /// 103-character prefix: (8191 - 103) / 8 * 3 = 3,033. Scripts are kept well under it.
 pub const MAX_SCRIPT_UTF16: usize = 3033;
 
 const ORG_PS1: &str = include_str!("org.ps1");
 const HOST_PS1: &str = include_str!("host.ps1");
+const EVIDENCE_PS1: &str = include_str!("evidence.ps1");
 
 /// What the host probe needs to know that only the scanner knows.
 #[derive(Debug, Clone)]
@@ -54,6 +66,14 @@ pub fn host_script(p: &HostProbeParams<'_>) -> Result<String, ScriptTooLong> {
         minify(HOST_PS1)
     );
     check_length(script)
+}
+
+/// Host probe v2's evidence part as sent: `$EvidenceDays`, then the fixed body.
+pub fn evidence_script(evidence_days: u32) -> Result<String, ScriptTooLong> {
+    check_length(format!(
+        "$EvidenceDays = {evidence_days}\n{}",
+        minify(EVIDENCE_PS1)
+    ))
 }
 
 /// A PowerShell single-quoted literal: every quote character PowerShell accepts as a
@@ -142,6 +162,35 @@ mod tests {
             n <= BUDGET,
             "host probe is {n} UTF-16 units, budget {BUDGET}"
         );
+    }
+
+    #[test]
+    fn evidence_part_fits_the_command_line_with_margin() {
+        assert!(
+            evidence_script(DEFAULT_EVIDENCE_DAYS)
+                .unwrap()
+                .starts_with("$EvidenceDays = 7\n# eems-probe:host:2")
+        );
+        // Its only variable is a number, so the widest one bounds it.
+        let s = evidence_script(u32::MAX).unwrap();
+        let n = s.encode_utf16().count();
+        eprintln!("evidence part: {n} UTF-16 units");
+        assert!(n <= MAX_SCRIPT_UTF16, "evidence part is {n} UTF-16 units");
+    }
+
+    /// Documents why v2 travels in two commands: one script would be too long.
+    #[test]
+    fn v2_in_one_command_does_not_fit() {
+        let host = host_script(&HostProbeParams {
+            ocs_url: DEFAULT_OCS_URL,
+            proxy: Some("http://proxy.corp.contoso.com:8080"),
+            ocs_timeout_secs: 20,
+        })
+        .unwrap();
+        let evidence = evidence_script(DEFAULT_EVIDENCE_DAYS).unwrap();
+        let n = host.encode_utf16().count() + evidence.encode_utf16().count();
+        eprintln!("v1 + evidence: {n} UTF-16 units (budget {MAX_SCRIPT_UTF16})");
+        assert!(n > MAX_SCRIPT_UTF16);
     }
 
     #[test]

@@ -22,7 +22,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::facts::{ExchangeServerFacts, HostFacts, OcsFacts, OrgFacts, ServiceFacts};
+use crate::facts::{
+    EventFacts, EventSummary, EvidenceFacts, ExchangeServerFacts, HostFacts, IisRule,
+    IisRulesFacts, LogFacts, OcsFacts, OrgFacts, ServiceChange, ServiceFacts,
+};
 use crate::text::{excerpt, json_kind};
 
 /// Start of the one result line each probe prints.
@@ -164,16 +167,11 @@ fn server(s: &Map<String, Value>, i: usize) -> Result<ExchangeServerFacts, Parse
     })
 }
 
-/// Parses the output of the host probe.
+/// Parses the output of the host probe, v1 (`eems-probe:host:1`) or v2 (`eems-probe:host:2`,
+/// the v1 object plus `evidence`).
 pub fn parse_host(stdout: &str) -> Result<HostFacts, ParseError> {
     let obj = result_object(stdout, "host")?;
-    let service = match get(&obj, "service").map(unwrap_value) {
-        Some(Value::Object(s)) => Some(ServiceFacts {
-            status: enum_field(s, "status", service_status_name),
-            start_type: enum_field(s, "start_type", start_type_name),
-        }),
-        _ => None,
-    };
+    let service = service_field(&obj, "service");
     let ocs = match get(&obj, "ocs").map(unwrap_value) {
         Some(Value::Object(o)) => OcsFacts {
             url: str_field(o, "url"),
@@ -192,7 +190,94 @@ pub fn parse_host(stdout: &str) -> Result<HostFacts, ParseError> {
         install_path: str_field(&obj, "install_path"),
         service,
         ocs,
+        evidence: object_field(&obj, "evidence").map(evidence),
     })
+}
+
+fn object_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    match get(obj, key).map(unwrap_value) {
+        Some(Value::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn service_field(obj: &Map<String, Value>, key: &str) -> Option<ServiceFacts> {
+    object_field(obj, key).map(|s| ServiceFacts {
+        status: enum_field(s, "status", service_status_name),
+        start_type: enum_field(s, "start_type", start_type_name),
+    })
+}
+
+/// The v2 `evidence` object. Every part is optional: a missing or malformed part reads as
+/// "not collected", never as an error of the whole probe.
+fn evidence(e: &Map<String, Value>) -> EvidenceFacts {
+    let summary = |o: &Map<String, Value>, key: &str| {
+        object_field(o, key).map(|s| EventSummary {
+            count: get(s, "count").and_then(as_u64).unwrap_or(0),
+            last_time: date_field(s, "last_time"),
+            last_message: str_field(s, "last_message"),
+        })
+    };
+    let events = object_field(e, "events")
+        .map(|o| EventFacts {
+            error: str_field(o, "error"),
+            fetch_errors: summary(o, "fetch_errors"),
+            applied: summary(o, "applied"),
+        })
+        .unwrap_or_default();
+    let service_changes = list_values(get(e, "service_changes"))
+        .into_iter()
+        .filter_map(|v| match unwrap_value(v) {
+            Value::Object(c) => Some(ServiceChange {
+                time: date_field(c, "time"),
+                id: get(c, "id")
+                    .and_then(as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0),
+                message: str_field(c, "message"),
+            }),
+            _ => None,
+        })
+        .collect();
+    let log = object_field(e, "log")
+        .map(|o| LogFacts {
+            error: str_field(o, "error"),
+            folder_exists: bool_field(o, "folder_exists"),
+            newest_file: str_field(o, "newest_file"),
+            newest_write_time: date_field(o, "newest_write_time"),
+            problem_lines: list_field(o, "problem_lines"),
+        })
+        .unwrap_or_default();
+    let iis_rules = object_field(e, "iis_rules")
+        .map(|o| IisRulesFacts {
+            error: str_field(o, "error"),
+            rules: list_values(get(o, "rules"))
+                .into_iter()
+                .filter_map(|v| match unwrap_value(v) {
+                    Value::Object(r) => Some(IisRule {
+                        name: str_field(r, "name")?,
+                        section: str_field(r, "section"),
+                        // IIS's default for a rule without the attribute.
+                        enabled: bool_field(r, "enabled").unwrap_or(true),
+                        file: str_field(r, "file"),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        })
+        .unwrap_or_default();
+    EvidenceFacts {
+        window_days: get(e, "window_days")
+            .and_then(as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
+        events,
+        service_changes,
+        service_changes_error: str_field(e, "service_changes_error"),
+        service_started: date_field(e, "service_started"),
+        log,
+        iis_rules,
+        flighting: service_field(e, "flighting"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,6 +517,67 @@ mod tests {
         );
         assert_eq!(h.ocs.status_code, Some(200));
         assert_eq!(h.ocs.elapsed_ms, Some(412));
+    }
+
+    #[test]
+    fn host_v2_evidence_parts() {
+        let out = line(
+            r#"{"probe":"host","schema":1,"computer_name":"EX1","exsetup_version":"15.2.1544.4","install_path":"C:\\V15\\","service":{"status":"Running","start_type":"Automatic"},"ocs":{"status_code":200},"evidence":{"window_days":7,"future_part":{"x":1},"events":{"error":null,"fetch_errors":{"count":3,"last_time":"2026-11-28T09:00:00Z","last_message":"fetch failed"},"applied":{"count":"1","last_time":"\/Date(1795860000000)\/","last_message":"M1.1.0 applied"}},"service_changes":{"time":"2026-11-01T08:00:00Z","id":7040,"message":"auto start to disabled"},"service_started":"2026-11-27T22:10:00Z","log":{"error":null,"folder_exists":true,"newest_file":"MitigationService_20261128.log","newest_write_time":"2026-11-28T09:00:05Z","problem_lines":"FetchMitigation,S:LogLevel=Warning;S:Message=Connection attempted against untrusted endpoint"},"iis_rules":{"error":null,"rules":[{"name":"EEMS M1.1 PowerShell - inbound","section":"rules","enabled":"False","file":"Default Web Site web.config"},{"section":"rules"}]},"flighting":{"status":4,"start_type":2}}}"#,
+        );
+        let h = parse_host(&out).unwrap();
+        let e = h.evidence.unwrap();
+        assert_eq!(e.window_days, Some(7));
+        let fe = e.events.fetch_errors.unwrap();
+        assert_eq!(
+            (fe.count, fe.last_time.as_deref()),
+            (3, Some("2026-11-28T09:00:00Z"))
+        );
+        let ap = e.events.applied.unwrap();
+        assert_eq!(ap.count, 1, "numeric string");
+        assert_eq!(
+            ap.last_time.as_deref(),
+            Some("2026-11-28T10:00:00Z"),
+            "\\/Date\\/ form"
+        );
+        assert_eq!(
+            e.service_changes.len(),
+            1,
+            "a lone object is a one-element list"
+        );
+        assert_eq!(e.service_changes[0].id, 7040);
+        assert_eq!(e.log.problem_lines.len(), 1);
+        assert_eq!(e.log.folder_exists, Some(true));
+        assert_eq!(
+            e.iis_rules.rules.len(),
+            1,
+            "a rule without a name is dropped"
+        );
+        assert!(!e.iis_rules.rules[0].enabled);
+        assert_eq!(e.flighting.unwrap().status, "Running");
+        assert_eq!(h.service.unwrap().status, "Running", "v1 fields intact");
+    }
+
+    #[test]
+    fn host_v2_failed_parts_and_v1_without_evidence() {
+        let v1 = line(r#"{"probe":"host","schema":1,"ocs":{}}"#);
+        assert_eq!(parse_host(&v1).unwrap().evidence, None);
+        let out = line(
+            r#"{"probe":"host","schema":1,"ocs":{},"evidence":{"window_days":7,"events":{"error":"The RPC server is unavailable"},"service_changes":null,"log":{"error":"Access denied","folder_exists":false,"problem_lines":[]},"iis_rules":"garbage","flighting":null}}"#,
+        );
+        let e = parse_host(&out).unwrap().evidence.unwrap();
+        assert_eq!(
+            e.events.error.as_deref(),
+            Some("The RPC server is unavailable")
+        );
+        assert_eq!(e.events.fetch_errors, None);
+        assert!(e.service_changes.is_empty());
+        assert_eq!(e.log.error.as_deref(), Some("Access denied"));
+        assert_eq!(
+            e.iis_rules,
+            IisRulesFacts::default(),
+            "malformed part: not collected"
+        );
+        assert_eq!(e.flighting, None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Case counts are chosen so that the whole file runs in well under 20 s in a debug build.
 
-use eems_core::analysis::assess;
+use eems_core::analysis::{assess, assess_evidence};
 use eems_core::inventory::{Format, parse_bytes};
 use eems_core::probe::parse::{RESULT_PREFIX, parse_host, parse_org};
 use eems_core::text::excerpt;
@@ -47,6 +47,40 @@ const KEYS: &[&str] = &[
     "status_code",
     "error",
     "elapsed_ms",
+    "value",
+    "Count",
+];
+
+/// The keys of host probe v2's `evidence` object, at every level.
+const EVIDENCE_KEYS: &[&str] = &[
+    "window_days",
+    "events",
+    "error",
+    "fetch_errors",
+    "applied",
+    "count",
+    "last_time",
+    "last_message",
+    "service_changes",
+    "service_changes_error",
+    "service_started",
+    "time",
+    "id",
+    "message",
+    "log",
+    "folder_exists",
+    "newest_file",
+    "newest_write_time",
+    "problem_lines",
+    "iis_rules",
+    "rules",
+    "name",
+    "section",
+    "enabled",
+    "file",
+    "flighting",
+    "status",
+    "start_type",
     "value",
     "Count",
 ];
@@ -109,7 +143,11 @@ fn scalar() -> BoxedStrategy<Value> {
 
 /// An object with arbitrary protocol keys and scalar values, or a PS 5.1 wrapper, or a list.
 fn shallow() -> BoxedStrategy<Value> {
-    let obj = proptest::collection::vec((proptest::sample::select(KEYS), scalar()), 0..8)
+    shallow_with(KEYS)
+}
+
+fn shallow_with(keys: &'static [&'static str]) -> BoxedStrategy<Value> {
+    let obj = proptest::collection::vec((proptest::sample::select(keys), scalar()), 0..8)
         .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
     prop_oneof![
         scalar(),
@@ -165,6 +203,40 @@ proptest! {
         }
         if let Ok(host) = parse_host(&out) {
             let _ = assess(Some(true), &Default::default(), &host);
+        }
+    }
+}
+
+/// A v2 host result whose `evidence` is three levels of arbitrary evidence-shaped JSON
+/// (`evidence.events.fetch_errors.count` and the like, with any value types).
+fn evidence_result() -> impl Strategy<Value = String> {
+    let object = |inner: BoxedStrategy<Value>| {
+        proptest::collection::vec((proptest::sample::select(EVIDENCE_KEYS), inner), 0..6)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            .boxed()
+    };
+    let level2 = prop_oneof![
+        shallow_with(EVIDENCE_KEYS),
+        object(shallow_with(EVIDENCE_KEYS))
+    ]
+    .boxed();
+    let level1 = prop_oneof![shallow_with(EVIDENCE_KEYS), object(level2)].boxed();
+    object(level1).prop_map(|evidence| {
+        let obj = json!({"probe": "host", "schema": 1, "evidence": evidence});
+        format!("{RESULT_PREFIX}{obj}\r\n")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8_000))]
+
+    /// Evidence-shaped JSON: parsing never panics, and whatever parses can be judged.
+    #[test]
+    fn evidence_parser_never_panics(out in evidence_result()) {
+        if let Ok(host) = parse_host(&out) {
+            let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+            let build = "15.2.986.41".parse().ok();
+            let _ = assess_evidence(host.evidence.as_ref(), &Default::default(), build, now);
         }
     }
 }

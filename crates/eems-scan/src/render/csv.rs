@@ -6,7 +6,7 @@ use super::{RowSink, ScanEnd, ScanStart};
 use eems_core::report::ServerRow;
 
 /// Column names, the report contract. Order is part of the file, not of the contract.
-pub const HEADER: [&str; 23] = [
+pub const HEADER: [&str; 35] = [
     "server",
     "address",
     "role",
@@ -30,6 +30,18 @@ pub const HEADER: [&str; 23] = [
     "findings",
     "error",
     "duration_ms",
+    "fetch_state",
+    "fetch_errors_window",
+    "last_fetch_error_time",
+    "last_fetch_error",
+    "last_applied_event",
+    "log_last_write",
+    "cert_floor",
+    "iis_state",
+    "service_changed_time",
+    "service_changed",
+    "service_started",
+    "flighting_service",
 ];
 
 /// Streams rows to any writer; `W` is an `Output` for reports.
@@ -78,6 +90,18 @@ pub fn record(r: &ServerRow) -> Vec<String> {
         r.findings.join(";"),
         opt(&r.error),
         r.duration_ms.to_string(),
+        opt(&r.fetch_state),
+        opt(&r.fetch_errors_window),
+        opt(&r.last_fetch_error_time),
+        opt(&r.last_fetch_error),
+        opt(&r.last_applied_event),
+        opt(&r.log_last_write),
+        opt(&r.cert_floor),
+        opt(&r.iis_state),
+        opt(&r.service_changed_time),
+        opt(&r.service_changed),
+        opt(&r.service_started),
+        opt(&r.flighting_service),
     ]
     .into_iter()
     .map(defuse_formula)

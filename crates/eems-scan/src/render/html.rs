@@ -13,7 +13,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::{RowSink, ScanEnd, ScanStart};
-use eems_core::analysis::{EemsState, PatternService, ServiceCheck, Status, WriteType};
+use eems_core::analysis::{
+    CertFloor, EemsState, FetchState, PatternService, ServiceCheck, Status, WriteType,
+};
 use eems_core::drift::{Drift, Field, Verdict};
 use eems_core::report::{ScanReport, ServerRow, Summary, ToolInfo};
 
@@ -659,7 +661,10 @@ fn drift_class(field: Field, value: &Option<String>) -> &'static str {
             "False" => "Yellow",
             _ => "",
         },
-        Field::MitigationsBlocked => "Yellow",
+        Field::FetchState => colour(FetchState::from_label(v).map(FetchState::write_type)),
+        Field::CertFloor => colour(CertFloor::from_label(v).map(CertFloor::write_type)),
+        // A side holds the issue (IIS) or the change (service) while it exists.
+        Field::MitigationsBlocked | Field::IisState | Field::ServiceChanged => "Yellow",
         Field::MitigationsApplied | Field::Build | Field::TelemetryEnabled => "",
     }
 }

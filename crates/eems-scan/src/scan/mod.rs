@@ -23,7 +23,7 @@ use crate::render::console::ConsoleRow;
 use crate::render::{RowSink, ScanEnd, ScanStart};
 use crate::transport::{self, FailureKind, ProbeError, Target, TransportConfig};
 use eems_core::analysis::{self, Scope, Status};
-use eems_core::facts::{ExchangeServerFacts, HostFacts, OrgFacts};
+use eems_core::facts::{EvidenceFacts, ExchangeServerFacts, HostFacts, OrgFacts};
 use eems_core::inventory::InventoryEntry;
 use eems_core::probe::{self, HostProbeParams, parse};
 use eems_core::report::{
@@ -47,6 +47,8 @@ pub struct ScanOptions {
     pub org_server: Option<String>,
     pub ocs_url: String,
     pub ocs_timeout_secs: u64,
+    /// Days the evidence part of the host probe looks back; 0 = no evidence part.
+    pub evidence_days: u32,
     /// Authentication failures (servers) after which no new connection is made; 0 = off.
     pub max_auth_failures: usize,
 }
@@ -602,7 +604,7 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         }
         Ok(out) => out,
     };
-    let host = match parse::parse_host(&out.stdout) {
+    let mut host = match parse::parse_host(&out.stdout) {
         Ok(h) => h,
         Err(pe) => {
             row.status = Status::Error;
@@ -619,7 +621,32 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         name: job.entry.name.clone(),
         ..Default::default()
     });
-    fill_assessment(&mut row, &shared.org, &server, &host);
+    let evidence_failed = if shared.opts.evidence_days > 0 {
+        match evidence_part(&shared, &target, started).await {
+            Ok(e) => {
+                host.evidence = Some(e);
+                None
+            }
+            Err(e) => {
+                tracing::info!(server = %target.name, error = %e, "evidence probe failed");
+                Some(e)
+            }
+        }
+    } else {
+        None
+    };
+    row.duration_ms = started.elapsed().as_millis() as u64;
+    fill_assessment(
+        &mut row,
+        &shared.org,
+        &server,
+        &host,
+        time::OffsetDateTime::now_utc(),
+    );
+    if let Some(e) = evidence_failed {
+        row.findings
+            .push(format!("evidence not collected: {}", excerpt(&e, 300)));
+    }
     if job.facts.is_none()
         && let Some(e) = &shared.org.servers_error
     {
@@ -634,6 +661,35 @@ async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         ));
     }
     row
+}
+
+/// Host probe v2's evidence part. It travels as a second command because v1 and evidence
+/// together do not fit one command line (probe/mod.rs); it gets what is left of `--timeout`,
+/// and its failure costs only the evidence, never the v1 verdict.
+async fn evidence_part(
+    shared: &Shared,
+    target: &Target,
+    started: Instant,
+) -> Result<EvidenceFacts, String> {
+    let script = probe::evidence_script(shared.opts.evidence_days).map_err(|e| e.to_string())?;
+    let left = shared.opts.timeout.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err("no time left within --timeout after the host probe".into());
+    }
+    let out = transport::run_probe(
+        &shared.opts.transport,
+        target,
+        &script,
+        left,
+        &shared.cancel,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let facts =
+        parse::parse_host(&out.stdout).map_err(|pe| script_failure(&pe.to_string(), &out))?;
+    facts
+        .evidence
+        .ok_or_else(|| "the evidence probe answered without an evidence object".into())
 }
 
 /// The row's identity columns from the inventory.
@@ -675,8 +731,26 @@ fn fill_assessment(
     org: &OrgFacts,
     server: &ExchangeServerFacts,
     host: &HostFacts,
+    now: time::OffsetDateTime,
 ) {
-    let a = analysis::assess_in_org(org, server, host);
+    let mut a = analysis::assess_in_org(org, server, host);
+    let v = analysis::assess_evidence(host.evidence.as_ref(), server, a.build, now);
+    a.add_evidence(&v);
+    if a.status != Status::Skipped {
+        row.fetch_state = v.fetch_state;
+        row.fetch_errors_window = v.fetch_errors_window;
+        row.last_fetch_error_time = v.last_fetch_error_time;
+        row.last_fetch_error = v.last_fetch_error;
+        row.last_applied_event = v.last_applied_event;
+        row.log_last_write = v.log_last_write;
+        row.cert_floor = v.cert_floor;
+        row.iis_state = v.iis_state;
+        row.service_changed_time = v.service_changed_time;
+        row.service_changed = v.service_changed;
+        row.service_started = v.service_started;
+        row.flighting_service = v.flighting_service;
+        row.evidence = host.evidence.clone();
+    }
     if let Some(b) = &a.build {
         row.build = Some(b.to_string());
     }
@@ -724,6 +798,7 @@ pub async fn discover(
             org_server: None,
             ocs_url: String::new(),
             ocs_timeout_secs: 0,
+            evidence_days: 0,
             max_auth_failures: 0,
         },
         org: OrgFacts::default(),

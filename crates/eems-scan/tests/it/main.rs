@@ -4,6 +4,7 @@ mod browser;
 mod clixml;
 mod common;
 mod everyday;
+mod evidence;
 mod golden;
 mod reliability;
 mod report_cli;

@@ -53,7 +53,15 @@ const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ),
     ("EX10", "ok", "Enabled", "Running", "200 - Reachable", ""),
     ("EX11", "skipped", "", "", "", ""),
-    ("EX12", "ok", "Enabled", "Running", "200 - Reachable", ""),
+    // Below the March 2023 SU: a warning since host probe v2 (cert_floor).
+    (
+        "EX12",
+        "warning",
+        "Enabled",
+        "Running",
+        "200 - Reachable",
+        "",
+    ),
     ("EDGE01", "skipped", "", "", "", ""),
     ("EX13", "error", "", "", "", "connection refused"),
     ("EX14", "error", "", "", "", "timeout after 5 s"),
@@ -158,6 +166,49 @@ fn check_report(report: &Value) {
     assert_eq!(report["interrupted"], false);
 }
 
+/// The demo holds one server of each evidence verdict (README "Evidence"); every other row
+/// keeps the status the table above gives it.
+fn check_evidence(report: &Value) {
+    let rows = report["servers"].as_array().unwrap();
+    let values = |field: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r[field].is_null())
+            .map(|r| match &r[field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    let fetch = values("fetch_state");
+    for want in ["Fetching", "Failing", "No evidence", "Unknown"] {
+        assert!(fetch.iter().any(|v| v == want), "no {want} in {fetch:?}");
+    }
+    assert_eq!(s(&row(report, "EX07")["fetch_state"]), "Failing");
+    assert_eq!(s(&row(report, "EX04")["fetch_state"]), "No evidence");
+    assert_eq!(s(&row(report, "EX10")["fetch_state"]), "Unknown");
+    assert_eq!(
+        s(&row(report, "EX12")["cert_floor"]),
+        "cannot fetch since the January 2025 certificate change"
+    );
+    let iis = values("iis_state").join(" ");
+    for want in [
+        "consistent",
+        "unknown",
+        "applied_but_missing",
+        "applied_but_disabled",
+        "orphaned_rule",
+        "blocked_but_present",
+    ] {
+        assert!(iis.contains(want), "no {want} in {iis}");
+    }
+    assert!(s(&row(report, "EX05")["service_changed"]).contains("demand start"));
+    assert_eq!(
+        row(report, "EX19")["flighting_service"],
+        "Running/Automatic"
+    );
+    assert_eq!(row(report, "EX20")["flighting_service"], "Stopped/Disabled");
+}
+
 fn check_csv(path: &std::path::Path) {
     let mut rdr = csv::Reader::from_path(path).unwrap();
     let headers = rdr.headers().unwrap().clone();
@@ -204,6 +255,7 @@ async fn demo_org_over_ntlm_sealed_http() {
             "5",
             "--operation-timeout",
             "1",
+            "--evidence-days",
         ],
         PASSWORD,
     )
@@ -216,6 +268,7 @@ async fn demo_org_over_ntlm_sealed_http() {
         "exit 3: some servers could not be scanned\n{stdout}\n{stderr}"
     );
     check_report(&report(&dir.join("out.json")));
+    check_evidence(&report(&dir.join("out.json")));
     check_csv(&dir.join("out.csv"));
     assert!(
         stdout.contains("EX04") && stdout.contains("Investigate"),
@@ -266,6 +319,14 @@ async fn demo_org_over_https_with_the_lab_ca() {
     );
     let r = report(&dir.join("out.json"));
     check_report(&r);
+    // Without --evidence-days: no evidence fields, the same statuses.
+    assert!(
+        r["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["fetch_state"].is_null())
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(
         lab.log_records()
