@@ -74,6 +74,8 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
     let status = tokio::process::Command::new(&scanner)
         .args(args)
         .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)
+        // The demo's scan is the documented one: no saved profile of the user's applies.
+        .env("EEMS_NO_PROFILE", "1")
         .status()
         .await
         .map_err(|e| anyhow::anyhow!("{}: cannot run: {e}", scanner.display()))?;

@@ -12,6 +12,7 @@ use winrm_rs::SecretString;
 use crate::cli::{
     Cli, Command, CompareArgs, ConnectionArgs, DiscoverArgs, DoctorArgs, ReportArgs, ScanArgs,
 };
+use crate::exit;
 use crate::render::csv::CsvSink;
 use crate::render::html::{HtmlSink, ScanLabel};
 use crate::render::json::JsonSink;
@@ -22,14 +23,6 @@ use crate::transport::{Account, TransportConfig};
 use eems_core::inventory;
 use eems_core::report::{ScanReport, ServerRow};
 
-/// Exit status for usage and input errors.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status of `scan` and `discover` when a report cannot be written after servers
-/// were contacted: their findings are lost, which is neither a finding nor a server
-/// that could not be scanned.
-pub const EXIT_REPORT: i32 = 4;
-/// Exit status after an interruption (128 + SIGINT).
-pub const EXIT_INTERRUPTED: i32 = 130;
 /// Probe output beyond this is cut off: the probes print a few KiB.
 pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
 
@@ -50,7 +43,7 @@ pub struct Failure {
 
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
-        code: EXIT_USAGE,
+        code: exit::USAGE,
         message: message.into(),
     }
 }
@@ -58,7 +51,7 @@ fn usage(message: impl Into<String>) -> Failure {
 /// `what` failed after servers were contacted; `e` names the path (see `Output`).
 fn unwritten(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure {
-        code: EXIT_REPORT,
+        code: exit::REPORT,
         message: format!("cannot write {what}: {e}"),
     }
 }
@@ -79,7 +72,7 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
         Command::Completions { shell } => {
             let mut cmd = crate::cli::command();
             clap_complete::generate(shell, &mut cmd, "eems-scan", &mut std::io::stdout());
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Man { out_dir } => {
             let written = match out_dir {
@@ -222,7 +215,7 @@ fn install_signal_handlers(cancel: CancellationToken) {
                 );
                 cancel.cancel();
             } else {
-                std::process::exit(EXIT_INTERRUPTED);
+                std::process::exit(exit::INTERRUPTED);
             }
         }
     });
@@ -300,7 +293,7 @@ impl Progress for Bar {
 async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> {
     if args.show_settings {
         print!("{}", crate::profile::render_settings(&args.settings));
-        return Ok(0);
+        return Ok(exit::OK);
     }
     // Everything that can be wrong with the input is checked before any connection.
     // --discover-from first: clap lets it meet an inventory only from the profile.
@@ -333,7 +326,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
 
     let open = |d: &Destination| {
         d.open().map_err(|e| Failure {
-            code: EXIT_USAGE,
+            code: exit::USAGE,
             message: format!("cannot write report: {e}"),
         })
     };
@@ -403,7 +396,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         return Err(unwritten("report", failed.join("; ")));
     }
     if outcome.interrupted {
-        return Ok(EXIT_INTERRUPTED);
+        return Ok(exit::INTERRUPTED);
     }
     Ok(outcome.exit_code())
 }
@@ -485,7 +478,7 @@ fn report(args: ReportArgs) -> Result<i32, Failure> {
             .map_err(|e| usage(format!("cannot render the HTML report: {e}")))?;
         write_report(d, |out| out.write_all(page.as_bytes()))?;
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// `compare`: exit 1 when anything got worse.
@@ -538,7 +531,11 @@ fn compare(args: CompareArgs) -> Result<i32, Failure> {
             let _ = std::io::stdout().flush();
         }
     }
-    Ok(if drift.has_regression() { 1 } else { 0 })
+    Ok(if drift.has_regression() {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    })
 }
 
 async fn doctor(args: DoctorArgs, password: PasswordSource) -> Result<i32, Failure> {
@@ -556,7 +553,7 @@ async fn doctor(args: DoctorArgs, password: PasswordSource) -> Result<i32, Failu
         print!("{}", crate::doctor::render_table(&report));
     }
     Ok(if cancel.is_cancelled() {
-        EXIT_INTERRUPTED
+        exit::INTERRUPTED
     } else {
         report.exit_code()
     })
@@ -572,7 +569,7 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
     let facts = scan::discover(&transport, &args.from, args.connection.timeout(), &cancel)
         .await
         .map_err(|e| Failure {
-            code: 3,
+            code: exit::UNSCANNED,
             message: e,
         })?;
     let fail = |e: &dyn std::fmt::Display| unwritten("the inventory", e);
@@ -604,5 +601,5 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
         facts.servers.len(),
         args.from
     );
-    Ok(0)
+    Ok(exit::OK)
 }

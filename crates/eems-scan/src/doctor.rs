@@ -110,9 +110,13 @@ pub struct DoctorReport {
 }
 
 impl DoctorReport {
-    /// 0 when no step failed on any server, 1 otherwise.
+    /// OK when no step failed on any server, FINDINGS otherwise.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.servers.iter().any(|s| s.failed_step().is_some()))
+        if self.servers.iter().any(|s| s.failed_step().is_some()) {
+            crate::exit::FINDINGS
+        } else {
+            crate::exit::OK
+        }
     }
 }
 

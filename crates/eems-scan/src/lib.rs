@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod doctor;
+pub mod exit;
 pub mod profile;
 pub mod render;
 pub mod scan;

@@ -9,7 +9,7 @@ fn main() {
         Err(ParseError::Clap(e)) => e.exit(),
         Err(ParseError::Profile(message)) => {
             eprintln!("eems-scan: {message}");
-            std::process::exit(app::EXIT_USAGE);
+            std::process::exit(eems_scan::exit::USAGE);
         }
     };
     app::init_logging(cli.verbose);
@@ -20,7 +20,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("eems-scan: cannot start the async runtime: {e}");
-            std::process::exit(app::EXIT_USAGE);
+            std::process::exit(eems_scan::exit::USAGE);
         }
     };
     let code = match runtime.block_on(app::run(cli, PasswordSource::Interactive)) {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::exit;
 use crate::render::console::ConsoleRow;
 use crate::render::{RowSink, ScanEnd, ScanStart};
 use crate::transport::{self, FailureKind, ProbeError, Target, TransportConfig};
@@ -90,11 +91,11 @@ impl ScanOutcome {
     /// that cannot be written are the caller's.)
     pub fn exit_code(&self) -> i32 {
         if self.summary.error > 0 {
-            3
+            exit::UNSCANNED
         } else if self.summary.warning + self.summary.critical > 0 {
-            1
+            exit::FINDINGS
         } else {
-            0
+            exit::OK
         }
     }
 }
