@@ -6,8 +6,11 @@
 //! [`Session`]) is owned by the caller's per-connection state, never looked up by address.
 
 use crate::fleet::AccountSpec;
+use hmac::{Hmac, KeyInit, Mac};
 use md4::Md4;
 use md5::{Digest, Md5};
+use rc4::{Rc4, StreamCipher};
+use subtle::ConstantTimeEq;
 
 const SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 
@@ -162,66 +165,22 @@ fn md5(parts: &[&[u8]]) -> [u8; 16] {
 }
 
 fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..16].copy_from_slice(&md5(&[key]));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let mut inner = Md5::new();
-    inner.update(&ipad);
+    let mut mac = <Hmac<Md5> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     for p in parts {
-        inner.update(p);
+        mac.update(p);
     }
-    let inner: [u8; 16] = inner.finalize().into();
-    md5(&[&opad, &inner])
+    mac.finalize().into_bytes().into()
 }
 
-/// RC4 keystream. One instance per direction lives for the whole connection.
-#[derive(Clone)]
-struct Rc4 {
-    s: [u8; 256],
-    i: u8,
-    j: u8,
-}
-
-impl Rc4 {
-    fn new(key: &[u8]) -> Rc4 {
-        let mut s = [0u8; 256];
-        for (n, v) in s.iter_mut().enumerate() {
-            *v = n as u8;
-        }
-        let mut j: u8 = 0;
-        for n in 0..256 {
-            j = j.wrapping_add(s[n]).wrapping_add(key[n % key.len()]);
-            s.swap(n, j as usize);
-        }
-        Rc4 { s, i: 0, j: 0 }
-    }
-
-    fn apply(&mut self, data: &mut [u8]) {
-        for b in data {
-            self.i = self.i.wrapping_add(1);
-            self.j = self.j.wrapping_add(self.s[self.i as usize]);
-            self.s.swap(self.i as usize, self.j as usize);
-            let k = self.s[self.s[self.i as usize].wrapping_add(self.s[self.j as usize]) as usize];
-            *b ^= k;
-        }
-    }
+/// RC4 keyed with a 16-byte NTLM key. The sealing instance of each direction lives for the
+/// whole connection: the keystream carries on from message to message.
+fn rc4_keyed(key: &[u8; 16]) -> Rc4 {
+    Rc4::new_from_slice(key).expect("RC4 takes keys of 1 to 256 bytes")
 }
 
 /// Constant-time equality (the length is not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
+    a.ct_eq(b).into()
 }
 
 fn utf16le(s: &str) -> Vec<u8> {
@@ -479,7 +438,7 @@ pub fn authenticate(
         }
         let mut k = [0u8; 16];
         k.copy_from_slice(enc_key);
-        Rc4::new(&key_exchange_key).apply(&mut k);
+        rc4_keyed(&key_exchange_key).apply_keystream(&mut k);
         k
     } else {
         key_exchange_key
@@ -532,79 +491,32 @@ pub fn authenticate(
 // ---------------------------------------------------------------------------------------------
 // Channel binding (RFC 5929 tls-server-end-point)
 
-fn der_next(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let first = *b.get(1)? as usize;
-    let (len, head) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *b.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let content = b.get(head..head.checked_add(len)?)?;
-    Some((tag, content, &b[head + len..]))
-}
-
-/// The certificate's signatureAlgorithm OID (content bytes).
-fn signature_oid(cert_der: &[u8]) -> Option<&[u8]> {
-    let (tag, cert, _) = der_next(cert_der)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (_, _tbs, rest) = der_next(cert)?;
-    let (tag, alg, _) = der_next(rest)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag, oid, _) = der_next(alg)?;
-    (tag == 0x06).then_some(oid)
-}
-
 /// MD5 of the `gss_channel_bindings_struct` a client puts in MsvAvChannelBindings for this
 /// certificate, or `None` when no hash applies (Ed25519, RSA-PSS, unparsable DER).
 pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
     use sha2::{Sha224, Sha256, Sha384, Sha512};
-    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
-    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
-    let oid = signature_oid(cert_der)?;
-    enum H {
-        S224,
-        S256,
-        S384,
-        S512,
-    }
-    let h = if let Some(last) = oid.strip_prefix(RSA) {
-        match last {
-            // md5WithRSA, sha1WithRSA: upgraded to SHA-256 by RFC 5929 §4.1.
-            [4] | [5] | [11] => H::S256,
-            [12] => H::S384,
-            [13] => H::S512,
-            [14] => H::S224,
-            _ => return None,
+    use x509_cert::der::Decode;
+    use x509_cert::der::oid::{ObjectIdentifier, db::rfc5912 as alg};
+    // The OID database names only the SHA-2 variants of ECDSA.
+    const ECDSA_WITH_SHA_1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    let digest: Vec<u8> = match cert.signature_algorithm().oid {
+        // MD5 and SHA-1 are upgraded to SHA-256 by RFC 5929 §4.1.
+        alg::MD_5_WITH_RSA_ENCRYPTION
+        | alg::SHA_1_WITH_RSA_ENCRYPTION
+        | ECDSA_WITH_SHA_1
+        | alg::SHA_256_WITH_RSA_ENCRYPTION
+        | alg::ECDSA_WITH_SHA_256 => Sha256::digest(cert_der).to_vec(),
+        alg::SHA_224_WITH_RSA_ENCRYPTION | alg::ECDSA_WITH_SHA_224 => {
+            Sha224::digest(cert_der).to_vec()
         }
-    } else if let Some(last) = oid.strip_prefix(ECDSA) {
-        match last {
-            [1] | [3, 2] => H::S256,
-            [3, 1] => H::S224,
-            [3, 3] => H::S384,
-            [3, 4] => H::S512,
-            _ => return None,
+        alg::SHA_384_WITH_RSA_ENCRYPTION | alg::ECDSA_WITH_SHA_384 => {
+            Sha384::digest(cert_der).to_vec()
         }
-    } else {
-        return None;
-    };
-    let digest: Vec<u8> = match h {
-        H::S224 => Sha224::digest(cert_der).to_vec(),
-        H::S256 => Sha256::digest(cert_der).to_vec(),
-        H::S384 => Sha384::digest(cert_der).to_vec(),
-        H::S512 => Sha512::digest(cert_der).to_vec(),
+        alg::SHA_512_WITH_RSA_ENCRYPTION | alg::ECDSA_WITH_SHA_512 => {
+            Sha512::digest(cert_der).to_vec()
+        }
+        _ => return None,
     };
     let mut app = b"tls-server-end-point:".to_vec();
     app.extend_from_slice(&digest);
@@ -673,12 +585,12 @@ impl Session {
     fn new(exported: &[u8; 16], flags: u32, role: Role) -> Session {
         let c2s = Direction {
             sign_key: md5(&[exported, C2S_SIGN]),
-            rc4: Rc4::new(&seal_key(exported, flags, C2S_SEAL)),
+            rc4: rc4_keyed(&seal_key(exported, flags, C2S_SEAL)),
             seq: 0,
         };
         let s2c = Direction {
             sign_key: md5(&[exported, S2C_SIGN]),
-            rc4: Rc4::new(&seal_key(exported, flags, S2C_SEAL)),
+            rc4: rc4_keyed(&seal_key(exported, flags, S2C_SEAL)),
             seq: 0,
         };
         let key_exch = flags & NEGOTIATE_KEY_EXCH != 0;
@@ -703,11 +615,11 @@ impl Session {
         let seq = d.seq.to_le_bytes();
         let mac = hmac_md5(&d.sign_key, &[&seq, plaintext]);
         let mut data = plaintext.to_vec();
-        d.rc4.apply(&mut data);
+        d.rc4.apply_keystream(&mut data);
         let mut checksum = [0u8; 8];
         checksum.copy_from_slice(&mac[..8]);
         if self.key_exch {
-            d.rc4.apply(&mut checksum);
+            d.rc4.apply_keystream(&mut checksum);
         }
         let mut sig = [0u8; 16];
         sig[0] = 1;
@@ -721,11 +633,11 @@ impl Session {
         let d = &mut self.recv;
         let expected_seq = d.seq;
         let mut data = ciphertext.to_vec();
-        d.rc4.apply(&mut data);
+        d.rc4.apply_keystream(&mut data);
         let mut checksum = [0u8; 8];
         checksum.copy_from_slice(&sig[4..12]);
         if self.key_exch {
-            d.rc4.apply(&mut checksum);
+            d.rc4.apply_keystream(&mut checksum);
         }
         d.seq = d.seq.wrapping_add(1);
         let seq = expected_seq.to_le_bytes();
@@ -928,7 +840,7 @@ pub(crate) mod test_client {
         let kek = hmac_md5(&k, &[&proof]);
         let exported = [0x55u8; 16];
         let mut enc = exported;
-        Rc4::new(&kek).apply(&mut enc);
+        rc4_keyed(&kek).apply_keystream(&mut enc);
 
         let fields: [Vec<u8>; 6] = [
             vec![0; 24],
@@ -1018,7 +930,7 @@ mod tests {
         lm.extend_from_slice(&[0xaa; 8]);
         assert_eq!(lm, hex("86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa"));
         let mut enc = [0x55u8; 16];
-        Rc4::new(&base).apply(&mut enc);
+        rc4_keyed(&base).apply_keystream(&mut enc);
         assert_eq!(enc.to_vec(), hex("c5dad2544fc9799094ce1ce90bc9d03e"));
     }
 
