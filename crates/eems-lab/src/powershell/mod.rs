@@ -19,8 +19,6 @@
 use crate::fleet::{Fleet, ServerSpec};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Serialize;
-use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 mod clixml;

@@ -1,6 +1,8 @@
 //! The probes' answers: the JSON a real Exchange server's cmdlets would lead to.
 
 use super::*;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 /// `15.2.1544.4` → `Version 15.2 (Build 1544.4)`, as Get-ExchangeServer prints it.
 pub fn admin_display_version(build: &str) -> String {

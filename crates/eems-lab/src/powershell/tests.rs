@@ -1,5 +1,6 @@
 use super::clixml::wrap;
 use super::*;
+use serde_json::{Value, json};
 
 fn h(s: &str) -> Result<Header, ParseError> {
     parse_header(s)
