@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use eems_lab::fleet::Fleet;
 use eems_lab::powershell::encode_script;
 use eems_lab::wsman::{HostState, WsmanReply, WsmanRequest};
+use quick_xml::escape::escape;
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -233,14 +234,6 @@ const SIG_TERMINATE: &str =
 const SIG_CTRL_C: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c";
 const PS: &str = r"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe";
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 fn msg_id() -> String {
     format!("uuid:{}", uuid::Uuid::new_v4().to_string().to_uppercase())
 }
@@ -338,11 +331,11 @@ fn create_req(style: Style) -> Req {
 fn command_req(style: Style, shell: &str, command: &str, args: &[&str]) -> Req {
     let args: String = args
         .iter()
-        .map(|a| format!("\n      <rsp:Arguments>{}</rsp:Arguments>", esc(a)))
+        .map(|a| format!("\n      <rsp:Arguments>{}</rsp:Arguments>", escape(*a)))
         .collect();
     let body = format!(
         "<rsp:CommandLine>\n      <rsp:Command>{}</rsp:Command>{args}\n    </rsp:CommandLine>",
-        esc(command)
+        escape(command)
     );
     let opts = match style {
         Style::Pypsrp => {
