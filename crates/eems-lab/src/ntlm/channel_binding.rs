@@ -1,16 +1,16 @@
 //! Channel binding (RFC 5929 tls-server-end-point).
 
 use super::md5;
-use md5::Digest;
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use x509_cert::der::Decode;
+use x509_cert::der::oid::{ObjectIdentifier, db::rfc5912 as alg};
+
+/// Not in the OID database, which names only the SHA-2 variants of ECDSA.
+const ECDSA_WITH_SHA_1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 
 /// MD5 of the `gss_channel_bindings_struct` a client puts in MsvAvChannelBindings for this
 /// certificate, or `None` when no hash applies (Ed25519, RSA-PSS, unparsable DER).
 pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
-    use sha2::{Sha224, Sha256, Sha384, Sha512};
-    use x509_cert::der::Decode;
-    use x509_cert::der::oid::{ObjectIdentifier, db::rfc5912 as alg};
-    // The OID database names only the SHA-2 variants of ECDSA.
-    const ECDSA_WITH_SHA_1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
     let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
     let digest: Vec<u8> = match cert.signature_algorithm().oid {
         // MD5 and SHA-1 are upgraded to SHA-256 by RFC 5929 §4.1.
