@@ -11,6 +11,7 @@
 //! - [`sealing`]: the MS-WSMV `multipart/encrypted` framing NTLM and Kerberos share;
 //! - [`tls`]: a CA and per-host certificates made at start;
 //! - [`kdc`]: a throwaway MIT Kerberos realm (a real `krb5kdc`) on loopback;
+//! - `kerberos` (feature `kerberos`): the Kerberos/SPNEGO acceptor and Kerberos sealing;
 //! - [`wsman`]: WS-Management/WinRS operations and the per-host shell table;
 //! - [`powershell`]: what `powershell.exe -EncodedCommand` does with the probe scripts;
 //! - [`log`]: the JSON-lines request log tests assert on;
@@ -25,6 +26,8 @@ pub mod fleet;
 pub mod generate;
 pub mod http;
 pub mod kdc;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod log;
 pub mod ntlm;
 pub mod powershell;
