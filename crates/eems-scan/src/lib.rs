@@ -2,9 +2,13 @@
 //! organisation once and probes every Mailbox server over WinRM ([`transport`], driven by
 //! [`scan`]), judges the facts with `eems_core::analysis`, and writes the reports
 //! ([`render`]). [`cli`] is the manual; [`app`] turns a parsed command line into a run.
+//! `kerberos` (feature `kerberos`) gets Kerberos credentials from a ticket cache or the
+//! password (not wired into the transport yet).
 
 pub mod app;
 pub mod cli;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod render;
 pub mod scan;
 pub mod transport;
