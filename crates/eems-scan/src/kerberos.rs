@@ -209,6 +209,14 @@ fn minor(e: &GssError) -> i32 {
     e.minor as i32
 }
 
+/// Whether a failed call's routine error is GSS_S_CREDENTIALS_EXPIRED (the major status holds
+/// one routine error code in bits 16-23, not a set of flags).
+fn is_expired(e: &GssError) -> bool {
+    const ROUTINE_ERROR_MASK: u32 = 0x00ff_0000;
+    e.major.bits() & ROUTINE_ERROR_MASK == MajorFlags::GSS_S_CREDENTIALS_EXPIRED.bits()
+        || minor(e) == code::TKT_EXPIRED
+}
+
 /// The configuration libkrb5 reads (for messages; the library reads it itself).
 fn config_path() -> String {
     std::env::var("KRB5_CONFIG").unwrap_or_else(|_| "/etc/krb5.conf".into())
@@ -261,13 +269,17 @@ impl Credentials {
         let realm = realm_of(&wanted).to_string();
         let mechs = krb5_mechs()?;
         // 1. The ticket cache, if it holds this account's TGT with enough life left.
-        let cached = Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs))
-            .ok()
-            .and_then(|c| {
-                let info = c.info().ok()?;
-                Some((c, info.name.to_string(), info.lifetime))
-            });
+        // MIT hands out a cache whose TGT has expired, then refuses to describe it
+        // (GSS_S_CREDENTIALS_EXPIRED, without the principal): "expired", not "no ticket".
         let mut expired = None;
+        let mut cached = None;
+        if let Ok(c) = Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs)) {
+            match c.info() {
+                Ok(info) => cached = Some((c, info.name.to_string(), info.lifetime)),
+                Err(e) if is_expired(&e) => expired = Some(wanted.clone()),
+                Err(_) => {}
+            }
+        }
         if let Some((cred, principal, life)) = cached {
             let same_account = principal.eq_ignore_ascii_case(&wanted)
                 || (user_of(&principal).eq_ignore_ascii_case(user_of(&wanted))
@@ -391,12 +403,10 @@ impl Credentials {
                 realm,
                 ccache: ccache_name(),
             },
-            _ if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) => {
-                KerberosError::TicketExpired {
-                    principal: self.principal.clone(),
-                    ccache: ccache_name(),
-                }
-            }
+            _ if is_expired(e) => KerberosError::TicketExpired {
+                principal: self.principal.clone(),
+                ccache: ccache_name(),
+            },
             _ => other("getting a service ticket", e),
         }
     }
@@ -511,6 +521,10 @@ mod tests {
                 let creds = Credentials::acquire(USER, Some(&password)).unwrap();
                 assert_eq!(creds.source(), Source::Password);
             }
+            "expired" => {
+                let e = Credentials::acquire(USER, None).unwrap_err();
+                assert!(matches!(e, KerberosError::TicketExpired { .. }), "{e}");
+            }
             "kdc-down" => {
                 let e = Credentials::acquire(USER, Some(&password)).unwrap_err();
                 assert!(
@@ -568,6 +582,12 @@ mod tests {
             .await
             .unwrap();
         run("short-ticket", &realm);
+        realm
+            .kinit(&realm.user_principal(), PASSWORD, &cache, Some("2s"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        run("expired", &realm);
         realm.stop_kdc().await;
         run("kdc-down", &realm);
     }
