@@ -41,6 +41,9 @@ pub struct RealmSpec {
     pub password: String,
     /// Host FQDNs: one `HTTP/<fqdn>` service principal each.
     pub hosts: Vec<String>,
+    /// Seconds the KDC's clock is ahead of (or, negative, behind) the real one: the
+    /// clock-skew case. Non-zero runs krb5kdc under libfaketime (`faketime`).
+    pub kdc_clock_offset_secs: i64,
 }
 
 impl RealmSpec {
@@ -70,6 +73,7 @@ impl RealmSpec {
             user: account.user,
             password: account.password,
             hosts,
+            kdc_clock_offset_secs: 0,
         })
     }
 }
@@ -159,7 +163,7 @@ impl Realm {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             write_configs(&spec, &paths, port)?;
-            match start_kdc(&tools.krb5kdc, &paths, port).await {
+            match start_kdc(&tools.krb5kdc, &paths, port, spec.kdc_clock_offset_secs).await {
                 Ok(kdc) => {
                     return Ok(Realm {
                         spec,
@@ -441,8 +445,25 @@ async fn run_tool(tool: &Path, args: &[&str], stdin: &str, paths: &Paths) -> any
     Ok(())
 }
 
-async fn start_kdc(krb5kdc: &Path, paths: &Paths, port: u16) -> anyhow::Result<Child> {
-    let mut kdc = tool_command(krb5kdc, paths)
+async fn start_kdc(
+    krb5kdc: &Path,
+    paths: &Paths,
+    port: u16,
+    clock_offset_secs: i64,
+) -> anyhow::Result<Child> {
+    let mut cmd = if clock_offset_secs == 0 {
+        tool_command(krb5kdc, paths)
+    } else {
+        let faketime = tools::find("faketime").ok_or_else(|| {
+            anyhow!("realm: a KDC clock offset needs faketime (apt-get install -y faketime)")
+        })?;
+        let mut cmd = tool_command(&faketime, paths);
+        cmd.arg("-f")
+            .arg(format!("{clock_offset_secs:+}s"))
+            .arg(krb5kdc);
+        cmd
+    };
+    let mut kdc = cmd
         .arg("-n")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -15,6 +15,8 @@ pub const TOOLS: [(&str, &str); 5] = [
 /// Where Debian puts the admin tools; a non-root PATH usually lacks them.
 pub const SBIN: [&str; 3] = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
 pub const INSTALL: &str = "apt-get install -y krb5-kdc krb5-admin-server krb5-user";
+/// The tests also run a KDC whose clock is off (the clock-skew case), under libfaketime.
+pub const TEST_TOOLS: [(&str, &str); 1] = [("faketime", "faketime")];
 
 pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -24,9 +26,13 @@ pub fn find(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `tool (package)` for every missing tool.
+/// `tool (package)` for every missing tool a realm needs.
 pub fn missing() -> Vec<String> {
-    TOOLS
+    missing_of(&TOOLS)
+}
+
+fn missing_of(tools: &[(&str, &str)]) -> Vec<String> {
+    tools
         .iter()
         .filter(|(t, _)| find(t).is_none())
         .map(|(t, pkg)| format!("{t} ({pkg})"))
@@ -47,19 +53,20 @@ pub fn emit_build_cfg() {
             println!("cargo::rerun-if-changed={dir}");
         }
     }
-    let missing = missing();
+    let mut missing = missing();
+    missing.extend(missing_of(&TEST_TOOLS));
     if missing.is_empty() {
         return;
     }
     if std::env::var_os("EEMS_REQUIRE_KDC").is_some() {
         panic!(
-            "EEMS_REQUIRE_KDC is set but MIT Kerberos tools are missing: {}; {INSTALL}",
+            "EEMS_REQUIRE_KDC is set but MIT Kerberos tools are missing: {}; {INSTALL} faketime",
             missing.join(", ")
         );
     }
     println!("cargo::rustc-cfg=eems_no_kdc");
     println!(
-        "cargo::warning=Kerberos tests ignored: missing {}; {INSTALL}",
+        "cargo::warning=Kerberos tests ignored: missing {}; {INSTALL} faketime",
         missing.join(", ")
     );
 }

@@ -399,7 +399,7 @@ mod tests {
     #[tokio::test]
     #[cfg_attr(
         eems_no_kdc,
-        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user"
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
     )]
     async fn kerberos_and_spnego_tokens_authenticate_and_seal_both_ways_under_both_protocols() {
         let realm = realm().await;
@@ -465,7 +465,7 @@ mod tests {
     #[tokio::test]
     #[cfg_attr(
         eems_no_kdc,
-        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user"
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
     )]
     async fn a_ticket_for_another_host_is_refused() {
         let realm = realm().await;
@@ -489,6 +489,33 @@ mod tests {
             .step(b"\x60\x03\x06\x01\x00", None)
             .unwrap_err();
         assert!(matches!(err, KerberosFailure::Rejected(_)), "{err}");
+    }
+
+    /// The KDC's clock an hour ahead: MIT clients adopt the KDC's time (`kdc_timesync`), so
+    /// their authenticators are an hour ahead of this acceptor's clock, which refuses them as
+    /// a Windows server whose clock drifted from its domain's would.
+    #[tokio::test]
+    #[cfg_attr(
+        eems_no_kdc,
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+    )]
+    async fn an_authenticator_an_hour_off_is_refused_as_clock_skew() {
+        let mut spec = RealmSpec::for_fleet(&crate::testkit::demo_fleet(65)).unwrap();
+        spec.kdc_clock_offset_secs = 3600;
+        let realm = Realm::start(spec).await.unwrap();
+        let spn = realm.service_principal(&realm.spec().hosts[0]);
+        let cred = client_cred(&realm, &spn).await;
+        let acceptor = Acceptor::from_keytab(&realm.keytab(), &spn).unwrap();
+        let mut c = client(&cred, &spn, GSS_MECH_KRB5);
+        let first = c.step(None, None).unwrap().unwrap().to_vec();
+        let err = acceptor.context().step(&first, None).unwrap_err();
+        // MIT checks the ticket's start time first: a clock behind the KDC's sees a ticket
+        // that is not yet valid (KRB_AP_ERR_TKT_NYV), a smaller skew "Clock skew too great".
+        let text = err.to_string();
+        assert!(
+            text.contains("Ticket not yet valid") || text.contains("Clock skew too great"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ mod code {
     pub const PREAUTH_FAILED: i32 = -1765328360;
     pub const BAD_INTEGRITY: i32 = -1765328353;
     pub const TKT_EXPIRED: i32 = -1765328352;
+    pub const TKT_NYV: i32 = -1765328351;
     pub const SKEW: i32 = -1765328347;
     pub const CC_NOTFOUND: i32 = -1765328243;
     pub const REALM_UNKNOWN: i32 = -1765328230;
@@ -383,7 +384,8 @@ impl Credentials {
                 principal: self.principal.clone(),
                 ccache: ccache_name(),
             },
-            code::SKEW => KerberosError::ClockSkew { realm },
+            // A server whose clock is behind the KDC's sees a ticket not yet valid.
+            code::SKEW | code::TKT_NYV => KerberosError::ClockSkew { realm },
             code::KDC_UNREACH | code::REALM_UNKNOWN | code::REALM_CANT_RESOLVE => {
                 KerberosError::KdcUnreachable {
                     realm,
@@ -539,7 +541,7 @@ mod tests {
     #[tokio::test]
     #[cfg_attr(
         eems_no_kdc,
-        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user"
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
     )]
     async fn credentials_from_the_cache_or_the_password_and_each_failure_in_plain_words() {
         if in_child() {

@@ -10,7 +10,7 @@ use eems_lab::testkit::{PASSWORD, demo_fleet};
 #[tokio::test]
 #[cfg_attr(
     eems_no_kdc,
-    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user"
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
 )]
 async fn realm_issues_tickets_for_the_lab_account_and_every_host_then_goes_away() {
     let fleet = demo_fleet(60);
