@@ -232,8 +232,6 @@ fn unwrap_value(v: &Value) -> &Value {
     cur
 }
 
-/// A JSON value's type in words, for error messages (also the inventory's).
-
 /// A scalar rendered as text; `None` for null, arrays and objects.
 fn scalar_string(v: &Value) -> Option<String> {
     match unwrap_value(v) {
