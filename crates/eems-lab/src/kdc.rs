@@ -368,8 +368,10 @@ fn write_configs(spec: &RealmSpec, paths: &Paths, port: u16) -> anyhow::Result<(
 /// account's password-derived keys).
 fn kadmin_script(spec: &RealmSpec, keytab: &Path) -> String {
     let kt = keytab.display();
+    // Pre-authentication required, as Active Directory does: a wrong password is then a
+    // failure the KDC sees and logs (PREAUTH_FAILED), not one only the client notices.
     let mut s = format!(
-        "addprinc {user}\n{pw}\n{pw}\n",
+        "addprinc +requires_preauth {user}\n{pw}\n{pw}\n",
         user = spec.user,
         pw = spec.password
     );

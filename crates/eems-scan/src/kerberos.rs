@@ -16,29 +16,26 @@
 //!
 //! # Decision: the SPN is `HTTP/<fqdn>` while TCP goes to the inventory's `address`
 //!
-//! winrm-rs 2.0.1 takes the TCP target, the HTTP `Host`, TLS name and the SPN all from the
-//! endpoint URL, and gets Kerberos credentials only from the default ticket cache. We will keep
-//! a small in-tree `[patch]` of winrm-rs rather than write an own transport: a "thin" layer
-//! would have to re-implement what winrm-rs already does for the NTLM path (WinRS shells, SOAP,
-//! MS-WSMV sealing, channel binding, the connection pool and retry rules), a large second
-//! implementation to keep in step, while the gaps are three narrow seams:
+//! winrm-rs 2.0.1 takes the TCP target, the HTTP `Host`, the TLS name and the SPN all from
+//! the endpoint URL, and gets Kerberos credentials only from the default ticket cache. We keep
+//! a small in-tree `[patch]` of winrm-rs (`patches/winrm-rs`, changes and upstream needs in its
+//! `PATCH.md`) rather than write an own transport: a "thin" layer would have to re-implement
+//! what winrm-rs already does for the NTLM path (WinRS shells, SOAP, MS-WSMV sealing, channel
+//! binding, the connection pool and its retry rules), a second implementation to keep in step,
+//! while the gaps are two narrow seams, both additive:
 //!
-//! 1. `WinrmConfig::connect_to: Option<SocketAddr>`, applied as
-//!    `reqwest::ClientBuilder::resolve(url_host, addr)` where winrm-rs builds its clients. The
-//!    URL carries the FQDN, so the SPN (`HTTP/<fqdn>`), `Host` and TLS verification follow the
-//!    FQDN, and only the socket goes to the address (curl's `--connect-to`). No DNS, no
-//!    `/etc/hosts` edit.
-//! 2. `WinrmConfig::kerberos_credential: Option<cross_krb5::Cred>` (built from
-//!    [`Credentials::gss_cred`]; cross-krb5 converts a `libgssapi` credential), passed to
-//!    `ClientCtx::new_with_cred` instead of `ClientCtx::new(.., None, ..)`, so that a
-//!    password-derived credential needs no `KRB5CCNAME` in the running process.
-//! 3. For Exchange's `/PowerShell` (issue 10): the `Kerberos` HTTP scheme with
-//!    `application/HTTP-Kerberos-session-encrypted` besides `Negotiate`.
+//! 1. `WinrmConfig::resolve: Vec<(String, IpAddr)>`, applied with reqwest's
+//!    `ClientBuilder::resolve` where winrm-rs builds its clients (curl's `--connect-to`).
+//!    The transport puts every inventory row's `fqdn -> address` in it; the URL carries the
+//!    FQDN, so the SPN `HTTP/<fqdn>`, the `Host` header and TLS verification follow the FQDN
+//!    and only the socket goes to the address. No DNS, no `/etc/hosts`.
+//! 2. `WinrmConfig::kerberos_credential: Option<libgssapi::credential::Cred>` (give it
+//!    `Credentials::gss_cred().clone()`), used through `cross_krb5::ClientCtx::new_with_cred`,
+//!    so that a password-derived credential needs no `KRB5CCNAME` in the running process.
 //!
-//! What upstream needs is exactly these three options (plus a configurable URL path for
-//! `/PowerShell`); with them released, the `[patch]` entry goes away. The SPN is never
-//! overridden separately from the URL host, on purpose: the name the client verifies over TLS
-//! and the name it asks a ticket for stay the same.
+//! The SPN is never overridden apart from the URL host, on purpose: the name the client
+//! verifies over TLS and the name it asks a ticket for stay the same. Exchange's `/PowerShell`
+//! (issue 10) will also need the `Kerberos` HTTP scheme and a URL path: not patched yet.
 //!
 //! # Build
 //!

@@ -68,6 +68,8 @@ async fn realm_issues_tickets_for_the_lab_account_and_every_host_then_goes_away(
     let log = realm.kdc_log();
     assert!(log.contains("AS_REQ"), "{log}");
     assert!(log.contains("TGS_REQ"), "{log}");
+    // Pre-authentication is required, so the wrong password above failed at the KDC.
+    assert!(log.contains("PREAUTH_FAILED"), "{log}");
 
     realm.stop_kdc().await;
     assert!(

@@ -7,3 +7,4 @@ mod lab_wsman;
 #[cfg(unix)]
 mod perf_smoke;
 mod pywinrm;
+mod winrm_patch;
