@@ -174,4 +174,173 @@ mod kerberos {
         assert!(!ccache.exists());
         lab.shutdown().await;
     }
+
+    const WIRE_TEST: &str =
+        "winrm_patch::kerberos::winrm_rs_kerberos_and_the_lab_acceptor_seal_for_each_other";
+    /// The fault text the responder seals back: winrm-rs can only report it if it unsealed it.
+    const FAULT_TEXT: &str = "lab-kerberos-wire-check";
+
+    /// What a Windows listener does, cut to the Kerberos part: the AP-REQ on an empty-body
+    /// request gets 200 with the AP-REP; a sealed request is unsealed with the connection's
+    /// context and answered with a sealed SOAP fault (HTTP 500, as Windows answers faults).
+    async fn responder(
+        acceptor: eems_lab::kerberos::Acceptor,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> std::net::SocketAddr {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD as B64;
+        use eems_lab::sealing::Protocol;
+        use http_body_util::{BodyExt, Full};
+        use hyper::{Response, StatusCode};
+        use std::sync::{Arc, Mutex};
+
+        let listener = tokio::net::TcpListener::bind("127.0.68.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Bounded: the child makes a handful of connections at most.
+            for _ in 0..16 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let ctx = Arc::new(Mutex::new(acceptor.context()));
+                let seen = seen.clone();
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let ctx = ctx.clone();
+                        let seen = seen.clone();
+                        async move {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.strip_prefix("Negotiate "))
+                                .map(|t| B64.decode(t.trim()).unwrap());
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut ctx = ctx.lock().unwrap();
+                            let mut resp = Response::builder();
+                            let out = if let Some(token) = auth {
+                                let reply = ctx.step(&token, None).unwrap();
+                                assert!(ctx.is_established());
+                                seen.lock().unwrap().push(format!(
+                                    "client {}",
+                                    ctx.client_principal().unwrap_or_default()
+                                ));
+                                if let Some(r) = reply {
+                                    resp = resp.header(
+                                        "WWW-Authenticate",
+                                        format!("Negotiate {}", B64.encode(r)),
+                                    );
+                                }
+                                resp.status(StatusCode::OK)
+                                    .body(Full::new(bytes::Bytes::new()))
+                            } else {
+                                let plain = ctx.unseal(&body, Protocol::Spnego).unwrap();
+                                let plain = String::from_utf8(plain).unwrap();
+                                let id = plain
+                                    .split_once("MessageID>")
+                                    .and_then(|(_, rest)| rest.split_once('<'))
+                                    .map(|(id, _)| id.to_string())
+                                    .unwrap_or_default();
+                                seen.lock().unwrap().push(plain);
+                                let fault = format!(
+                                    "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\" \
+                                 xmlns:a=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\">\
+                                 <s:Header><a:Action>http://schemas.dmtf.org/wbem/wsman/1/wsman/fault</a:Action>\
+                                 <a:RelatesTo>{id}</a:RelatesTo></s:Header><s:Body><s:Fault>\
+                                 <s:Code><s:Value>s:Receiver</s:Value></s:Code>\
+                                 <s:Reason><s:Text>{FAULT_TEXT}</s:Text></s:Reason>\
+                                 </s:Fault></s:Body></s:Envelope>"
+                                );
+                                let sealed = ctx.seal(fault.as_bytes(), Protocol::Spnego).unwrap();
+                                resp.status(StatusCode::INTERNAL_SERVER_ERROR)
+                                    .header("Content-Type", Protocol::Spnego.content_type())
+                                    .body(Full::new(bytes::Bytes::from(sealed)))
+                            };
+                            Ok::<_, std::convert::Infallible>(out.unwrap())
+                        }
+                    },
+                );
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// The child's half of the wire check: a scan-like client with the password credential.
+    async fn wire_child() {
+        let name = Name::new(b"administrator@LAB.LOCAL", Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
+        let mut mechs = OidSet::new();
+        mechs.add(GSS_MECH_KRB5).unwrap();
+        let cred = Cred::acquire_with_password(
+            Some(&name),
+            PASSWORD,
+            None,
+            CredUsage::Initiate,
+            Some(&mechs),
+        )
+        .unwrap();
+        let fqdn = var("EEMS_TEST_FQDN");
+        let client = WinrmClient::new(
+            WinrmConfig {
+                port: Some(var("EEMS_TEST_PORT").parse().unwrap()),
+                operation_timeout_secs: 5,
+                auth_method: AuthMethod::Kerberos,
+                resolve: vec![(fqdn.clone(), var("EEMS_TEST_ADDR").parse().unwrap())],
+                kerberos_credential: Some(cred),
+                ..WinrmConfig::http()
+            },
+            WinrmCredentials::new("", "", ""),
+        )
+        .unwrap();
+        let err = client.open_shell(&fqdn).await.err().unwrap().to_string();
+        assert!(err.contains(FAULT_TEXT), "{err}");
+    }
+
+    /// winrm-rs's Kerberos (raw krb5 under `Negotiate`, mutual authentication, MS-WSMV sealing
+    /// over HTTP) against the lab's acceptor and sealing: the lab unseals winrm-rs's request
+    /// and winrm-rs unseals the lab's answer. The last piece before http.rs serves Kerberos.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        eems_no_kdc,
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+    )]
+    async fn winrm_rs_kerberos_and_the_lab_acceptor_seal_for_each_other() {
+        if in_child() {
+            wire_child().await;
+            return;
+        }
+        let fleet = demo_fleet(68);
+        let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
+            .await
+            .unwrap();
+        let fqdn = fleet.servers[0].fqdn();
+        let acceptor = eems_lab::kerberos::Acceptor::from_keytab(
+            &realm.keytab(),
+            &realm.service_principal(&fqdn),
+        )
+        .unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let addr = responder(acceptor, seen.clone()).await;
+        let mut env = realm.client_env();
+        env.push(("EEMS_TEST_FQDN", OsString::from(&fqdn)));
+        env.push(("EEMS_TEST_ADDR", OsString::from(addr.ip().to_string())));
+        env.push(("EEMS_TEST_PORT", OsString::from(addr.port().to_string())));
+        tokio::task::spawn_blocking(move || run_in_child(WIRE_TEST, &env))
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some("client administrator@LAB.LOCAL")
+        );
+        assert!(
+            seen.iter()
+                .any(|s| s.contains("http://schemas.xmlsoap.org/ws/2004/09/transfer/Create")),
+            "{seen:?}"
+        );
+    }
 }
