@@ -250,6 +250,18 @@ impl AcceptContext {
         self.ctx.source_name().ok().map(|n| n.to_string())
     }
 
+    /// Whether the client's token carried channel bindings that matched (MIT's
+    /// `GSS_C_CHANNEL_BOUND_FLAG`): a token without any is accepted by the library, so a
+    /// listener with `CbtHardeningLevel=Strict` must check this itself.
+    pub fn channel_bound(&self) -> bool {
+        const GSS_C_CHANNEL_BOUND_FLAG: u32 = 0x800;
+        self.done
+            && self
+                .ctx
+                .flags()
+                .is_ok_and(|f| f.bits() & GSS_C_CHANNEL_BOUND_FLAG != 0)
+    }
+
     fn check_sealing(&self) -> Result<(), KerberosFailure> {
         if !self.done {
             return Err(KerberosFailure::NotEstablished);
@@ -488,6 +500,42 @@ mod tests {
             .context()
             .step(b"\x60\x03\x06\x01\x00", None)
             .unwrap_err();
+        assert!(matches!(err, KerberosFailure::Rejected(_)), "{err}");
+    }
+
+    /// Over HTTPS the AP-REQ carries RFC 5929 channel bindings (`tls-server-end-point:` and
+    /// the certificate hash): the acceptor takes the ones of its own certificate and refuses a
+    /// token bound to another (a relayed one).
+    #[tokio::test]
+    #[cfg_attr(
+        eems_no_kdc,
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+    )]
+    async fn channel_bindings_must_match_the_acceptors_certificate() {
+        let realm = realm().await;
+        let spn = realm.service_principal(&realm.spec().hosts[0]);
+        let cred = client_cred(&realm, &spn).await;
+        let acceptor = Acceptor::from_keytab(&realm.keytab(), &spn).unwrap();
+        let ours = b"tls-server-end-point:\x01\x02\x03";
+        let theirs = b"tls-server-end-point:\x09\x09\x09";
+
+        let mut c = client(&cred, &spn, GSS_MECH_KRB5);
+        let first = c.step(None, Some(ours)).unwrap().unwrap().to_vec();
+        let mut s = acceptor.context();
+        let reply = s.step(&first, Some(ours)).unwrap().unwrap();
+        assert!(c.step(Some(&reply), Some(ours)).unwrap().is_none());
+        assert!(s.is_established() && s.channel_bound());
+
+        // No bindings at all: the library accepts, and says the context is not bound.
+        let mut c = client(&cred, &spn, GSS_MECH_KRB5);
+        let first = c.step(None, None).unwrap().unwrap().to_vec();
+        let mut s = acceptor.context();
+        s.step(&first, Some(ours)).unwrap();
+        assert!(s.is_established() && !s.channel_bound());
+
+        let mut c = client(&cred, &spn, GSS_MECH_KRB5);
+        let first = c.step(None, Some(theirs)).unwrap().unwrap().to_vec();
+        let err = acceptor.context().step(&first, Some(ours)).unwrap_err();
         assert!(matches!(err, KerberosFailure::Rejected(_)), "{err}");
     }
 
