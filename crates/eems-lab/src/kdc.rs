@@ -78,6 +78,39 @@ impl RealmSpec {
     }
 }
 
+impl RealmSpec {
+    /// Names go into kadmin.local's command stream and krb5.conf, the password answers a
+    /// prompt: refuse anything that could end a line or split a principal there.
+    fn validate(&self) -> anyhow::Result<()> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        for (what, value) in [
+            ("realm", &self.realm),
+            ("domain", &self.domain),
+            ("user", &self.user),
+        ]
+        .into_iter()
+        .chain(self.hosts.iter().map(|h| ("host FQDN", h)))
+        {
+            if !plain(value) {
+                bail!(
+                    "realm: {what} {value:?} has characters other than letters, digits, '.', '-' and '_'"
+                );
+            }
+        }
+        if self.password.is_empty() || self.password.contains(['\n', '\r']) {
+            bail!(
+                "realm: the password of {} is empty or has a line break",
+                self.user
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A running realm. Dropping it stops the KDC and removes the directory.
 pub struct Realm {
     spec: RealmSpec,
@@ -131,6 +164,7 @@ impl Realm {
     /// Creates the database, principals and keytab, then starts `krb5kdc`. Every step is
     /// bounded; an error names the step and carries the tool's own message.
     pub async fn start(spec: RealmSpec) -> anyhow::Result<Realm> {
+        spec.validate()?;
         let tools = Tools::find().map_err(|e| anyhow!(e))?;
         let dir = tempfile::Builder::new()
             .prefix("eems-lab-realm-")

@@ -87,3 +87,16 @@ fn realm_spec_refuses_a_host_outside_the_domain() {
     let err = RealmSpec::for_fleet(&fleet).unwrap_err().to_string();
     assert!(err.contains("ex02.other.example"), "{err}");
 }
+
+/// Names reach kadmin.local's command stream: one that could inject a command is refused
+/// before any tool runs.
+#[tokio::test]
+async fn realm_refuses_names_that_could_inject_kadmin_commands() {
+    let mut spec = RealmSpec::for_fleet(&demo_fleet(69)).unwrap();
+    spec.hosts[0] = "ex01.lab.local\ndelprinc -force K/M".into();
+    let err = Realm::start(spec).await.err().unwrap().to_string();
+    assert!(
+        err.contains("host FQDN") && err.contains("delprinc"),
+        "{err}"
+    );
+}
