@@ -11,16 +11,17 @@ use std::path::Path;
 
 use eems_lab::testkit::{fleet_from_toml, scratch, start_lab};
 
-fn crate_dir() -> PathBuf {
+pub(crate) fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> Option<PathBuf> {
+/// `.venv/bin/python` (or EEMS_PYTHON) when it can import `modules` (e.g. `"winrm"`).
+pub(crate) fn python_with(modules: &str) -> Option<PathBuf> {
     let candidate = std::env::var_os("EEMS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate_dir().join("../../.venv/bin/python"));
     let ok = Command::new(&candidate)
-        .args(["-c", "import winrm"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     ok.then_some(candidate)
@@ -44,7 +45,7 @@ faults = { timed_out_polls = 2 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pywinrm_talks_to_the_lab() {
-    let Some(py) = python() else {
+    let Some(py) = python_with("winrm") else {
         assert!(
             std::env::var_os("EEMS_REQUIRE_PYWINRM").is_none(),
             "EEMS_REQUIRE_PYWINRM is set but no Python with pywinrm was found"
