@@ -568,6 +568,22 @@ fn signature_oid(cert_der: &[u8]) -> Option<&[u8]> {
 /// MD5 of the `gss_channel_bindings_struct` a client puts in MsvAvChannelBindings for this
 /// certificate, or `None` when no hash applies (Ed25519, RSA-PSS, unparsable DER).
 pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
+    let app = tls_server_end_point(cert_der)?;
+    let zero = 0u32.to_le_bytes();
+    Some(md5(&[
+        &zero,
+        &zero,
+        &zero,
+        &zero,
+        &(app.len() as u32).to_le_bytes(),
+        &app,
+    ]))
+}
+
+/// RFC 5929 `tls-server-end-point` channel-binding data of a certificate: the application
+/// data of the GSS channel bindings, which a Kerberos AP-REQ over HTTPS carries (and whose
+/// MD5 in a struct NTLM carries). `None` when no hash applies.
+pub fn tls_server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
     use sha2::{Sha224, Sha256, Sha384, Sha512};
     const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
     const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
@@ -606,15 +622,7 @@ pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
     };
     let mut app = b"tls-server-end-point:".to_vec();
     app.extend_from_slice(&digest);
-    let zero = 0u32.to_le_bytes();
-    Some(md5(&[
-        &zero,
-        &zero,
-        &zero,
-        &zero,
-        &(app.len() as u32).to_le_bytes(),
-        &app,
-    ]))
+    Some(app)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1245,6 +1253,10 @@ mod tests {
             channel_binding_hash(&der),
             Some(expected(&sha2::Sha384::digest(&der)))
         );
+        // Kerberos carries the application data itself.
+        let mut app = b"tls-server-end-point:".to_vec();
+        app.extend_from_slice(&sha2::Sha384::digest(&der));
+        assert_eq!(tls_server_end_point(&der), Some(app));
         // Ed25519 has no hash to bind with.
         assert_eq!(
             channel_binding_hash(&self_signed(&rcgen::PKCS_ED25519)),

@@ -187,6 +187,7 @@ mod kerberos {
     async fn responder(
         acceptor: eems_lab::kerberos::Acceptor,
         seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        tls: Option<eems_lab::tls::HostTls>,
     ) -> std::net::SocketAddr {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD as B64;
@@ -195,6 +196,11 @@ mod kerberos {
         use hyper::{Response, StatusCode};
         use std::sync::{Arc, Mutex};
 
+        // Over HTTPS the AP-REQ must be bound to this certificate (RFC 5929).
+        let bindings = tls
+            .as_ref()
+            .map(|t| eems_lab::ntlm::tls_server_end_point(&t.cert_der).unwrap());
+        let tls = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let listener = tokio::net::TcpListener::bind("127.0.68.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -205,10 +211,12 @@ mod kerberos {
                 };
                 let ctx = Arc::new(Mutex::new(acceptor.context()));
                 let seen = seen.clone();
+                let bindings = bindings.clone();
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let ctx = ctx.clone();
                         let seen = seen.clone();
+                        let bindings = bindings.clone();
                         async move {
                             let auth = req
                                 .headers()
@@ -219,9 +227,17 @@ mod kerberos {
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let mut ctx = ctx.lock().unwrap();
                             let mut resp = Response::builder();
-                            let out = if let Some(token) = auth {
-                                let reply = ctx.step(&token, None).unwrap();
+                            let out = if auth.is_none() && body.is_empty() {
+                                // The unauthenticated probe winrm-rs sends over HTTPS to learn
+                                // the certificate: Windows answers 401 and closes.
+                                resp.status(StatusCode::UNAUTHORIZED)
+                                    .header("WWW-Authenticate", "Negotiate")
+                                    .header("Connection", "close")
+                                    .body(Full::new(bytes::Bytes::new()))
+                            } else if let Some(token) = auth {
+                                let reply = ctx.step(&token, bindings.as_deref()).unwrap();
                                 assert!(ctx.is_established());
+                                assert_eq!(ctx.channel_bound(), bindings.is_some());
                                 seen.lock().unwrap().push(format!(
                                     "client {}",
                                     ctx.client_principal().unwrap_or_default()
@@ -261,10 +277,24 @@ mod kerberos {
                         }
                     },
                 );
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        None => {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -285,18 +315,29 @@ mod kerberos {
         )
         .unwrap();
         let fqdn = var("EEMS_TEST_FQDN");
-        let client = WinrmClient::new(
+        let ca = std::env::var_os("EEMS_TEST_CA");
+        let base = if ca.is_some() {
+            // As the scanner does over HTTPS: sealed inside TLS too.
             WinrmConfig {
-                port: Some(var("EEMS_TEST_PORT").parse().unwrap()),
-                operation_timeout_secs: 5,
-                auth_method: AuthMethod::Kerberos,
-                resolve: vec![(fqdn.clone(), var("EEMS_TEST_ADDR").parse().unwrap())],
-                kerberos_credential: Some(cred),
-                ..WinrmConfig::http()
-            },
-            WinrmCredentials::new("", "", ""),
-        )
-        .unwrap();
+                encryption: winrm_rs::EncryptionMode::Always,
+                ..WinrmConfig::https()
+            }
+        } else {
+            WinrmConfig::http()
+        };
+        let mut builder = WinrmClient::builder(WinrmConfig {
+            port: Some(var("EEMS_TEST_PORT").parse().unwrap()),
+            operation_timeout_secs: 5,
+            auth_method: AuthMethod::Kerberos,
+            resolve: vec![(fqdn.clone(), var("EEMS_TEST_ADDR").parse().unwrap())],
+            kerberos_credential: Some(cred),
+            ..base
+        })
+        .credentials(WinrmCredentials::new("", "", ""));
+        if let Some(ca) = ca {
+            builder = builder.add_root_certificates_pem(std::path::PathBuf::from(ca));
+        }
+        let client = builder.build().unwrap();
         let err = client.open_shell(&fqdn).await.err().unwrap().to_string();
         assert!(err.contains(FAULT_TEXT), "{err}");
     }
@@ -314,23 +355,61 @@ mod kerberos {
             wire_child().await;
             return;
         }
-        let fleet = demo_fleet(68);
+        wire_check(WIRE_TEST, 68, false).await;
+    }
+
+    /// The same over HTTPS, as the scanner runs it (sealed inside TLS): winrm-rs learns the
+    /// certificate, verifies it for the FQDN, and binds its AP-REQ to it; the acceptor checks
+    /// the binding against its own certificate.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        eems_no_kdc,
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+    )]
+    async fn over_https_the_ap_req_is_bound_to_the_lab_certificate() {
+        if in_child() {
+            wire_child().await;
+            return;
+        }
+        wire_check(
+            "winrm_patch::kerberos::over_https_the_ap_req_is_bound_to_the_lab_certificate",
+            71,
+            true,
+        )
+        .await;
+    }
+
+    async fn wire_check(test: &'static str, octet: u8, https: bool) {
+        let fleet = demo_fleet(octet);
         let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
             .await
             .unwrap();
-        let fqdn = fleet.servers[0].fqdn();
+        let server = &fleet.servers[0];
+        let fqdn = server.fqdn();
         let acceptor = eems_lab::kerberos::Acceptor::from_keytab(
             &realm.keytab(),
             &realm.service_principal(&fqdn),
         )
         .unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let addr = responder(acceptor, seen.clone()).await;
         let mut env = realm.client_env();
+        let tls = if https {
+            let pki = eems_lab::tls::LabPki::new("Kerberos").unwrap();
+            let ca = realm.dir().join("ca.pem");
+            std::fs::write(&ca, pki.ca_pem()).unwrap();
+            env.push(("EEMS_TEST_CA", ca.into_os_string()));
+            Some(
+                pki.host(&server.name, &fqdn, "127.0.68.1".parse().unwrap())
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let addr = responder(acceptor, seen.clone(), tls).await;
         env.push(("EEMS_TEST_FQDN", OsString::from(&fqdn)));
         env.push(("EEMS_TEST_ADDR", OsString::from(addr.ip().to_string())));
         env.push(("EEMS_TEST_PORT", OsString::from(addr.port().to_string())));
-        tokio::task::spawn_blocking(move || run_in_child(WIRE_TEST, &env))
+        tokio::task::spawn_blocking(move || run_in_child(test, &env))
             .await
             .unwrap();
         let seen = seen.lock().unwrap();
