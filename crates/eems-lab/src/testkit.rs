@@ -85,3 +85,61 @@ pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
     no_ports.flush().unwrap();
     lab
 }
+
+/// Set in a test process started by [`run_in_child`].
+const CHILD_VAR: &str = "EEMS_TEST_CHILD";
+/// Budget of one child test run.
+const CHILD_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether this test process is a child of [`run_in_child`]: the test then runs its body.
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD_VAR).is_some()
+}
+
+/// Runs the test `name` (its full path in this test binary, e.g. `kerberos::tests::foo`)
+/// again in a child process, with `env` added, and panics unless it passed. For code that
+/// takes its configuration from the process environment, as libkrb5 does (`KRB5_CONFIG`,
+/// `KRB5CCNAME`): a multi-threaded test process must not change its own environment. The
+/// child must report exactly one passed test, so a misspelt name fails instead of passing.
+/// Returns the child's output.
+pub fn run_in_child(name: &str, env: &[(&str, std::ffi::OsString)]) -> String {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env(CHILD_VAR, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained while it runs, so that a chatty child cannot block on a full pipe.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + CHILD_BUDGET;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child test {name} did not finish within {CHILD_BUDGET:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = stdout.join().unwrap() + &stderr.join().unwrap();
+    assert!(
+        status.success() && out.contains("test result: ok. 1 passed"),
+        "child test {name} failed ({status}):\n{out}"
+    );
+    out
+}

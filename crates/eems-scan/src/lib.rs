@@ -2,11 +2,15 @@
 //! organisation once and probes every Mailbox server over WinRM ([`transport`], driven by
 //! [`scan`]), judges the facts with `eems_core::analysis`, and writes the reports
 //! ([`render`]). [`cli`] is the manual; [`app`] turns a parsed command line into a run.
+//! `kerberos` (feature `kerberos`) gets Kerberos credentials from a ticket cache or the
+//! password (not wired into the transport yet).
 
 pub mod app;
 pub mod cli;
 pub mod doctor;
 pub mod exit;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod profile;
 pub mod render;
 pub mod scan;

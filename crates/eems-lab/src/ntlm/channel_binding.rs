@@ -11,6 +11,22 @@ const ECDSA_WITH_SHA_1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840
 /// MD5 of the `gss_channel_bindings_struct` a client puts in MsvAvChannelBindings for this
 /// certificate, or `None` when no hash applies (Ed25519, RSA-PSS, unparsable DER).
 pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
+    let app = tls_server_end_point(cert_der)?;
+    let zero = 0u32.to_le_bytes();
+    Some(md5(&[
+        &zero,
+        &zero,
+        &zero,
+        &zero,
+        &(app.len() as u32).to_le_bytes(),
+        &app,
+    ]))
+}
+
+/// RFC 5929 `tls-server-end-point` channel-binding data of a certificate: the application
+/// data of the GSS channel bindings, which a Kerberos AP-REQ over HTTPS carries (and whose
+/// MD5 in a struct NTLM carries). `None` when no hash applies.
+pub fn tls_server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
     let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
     let digest: Vec<u8> = match cert.signature_algorithm().oid {
         // MD5 and SHA-1 are upgraded to SHA-256 by RFC 5929 §4.1.
@@ -32,13 +48,5 @@ pub fn channel_binding_hash(cert_der: &[u8]) -> Option<[u8; 16]> {
     };
     let mut app = b"tls-server-end-point:".to_vec();
     app.extend_from_slice(&digest);
-    let zero = 0u32.to_le_bytes();
-    Some(md5(&[
-        &zero,
-        &zero,
-        &zero,
-        &zero,
-        &(app.len() as u32).to_le_bytes(),
-        &app,
-    ]))
+    Some(app)
 }

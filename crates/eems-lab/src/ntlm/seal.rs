@@ -1,12 +1,11 @@
-//! MS-WSMV message sealing (MS-NLMP 3.4) and the `multipart/encrypted` framing.
+//! MS-WSMV message sealing (MS-NLMP 3.4); the `multipart/encrypted` framing is
+//! [`crate::sealing`], shared with Kerberos.
 
 use super::*;
-
-const BOUNDARY: &str = "--Encrypted Boundary";
-const SPNEGO_ENCRYPTED: &str = "application/HTTP-SPNEGO-session-encrypted";
+use crate::sealing;
 
 /// HTTP `Content-Type` of a sealed body (MS-WSMV 2.2.9.1).
-pub const SEALED_CONTENT_TYPE: &str = "multipart/encrypted;protocol=\"application/HTTP-SPNEGO-session-encrypted\";boundary=\"Encrypted Boundary\"";
+pub const SEALED_CONTENT_TYPE: &str = sealing::Protocol::Spnego.content_type();
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
@@ -125,101 +124,16 @@ impl Session {
         }
     }
 
-    /// Parses a `multipart/encrypted` body by length (the ciphertext may contain anything,
-    /// boundary bytes included) and unseals it. A CRLF before the closing boundary is refused,
-    /// as Windows refuses it.
+    /// Parses a `multipart/encrypted` body by length (see [`sealing::parse`]) and unseals it.
     pub fn unseal_body(&mut self, body: &[u8]) -> Result<Vec<u8>, NtlmFailure> {
-        let (sig, ciphertext) = parse_frame(body)?;
-        self.unseal(sig, ciphertext)
+        let f = sealing::parse(body, sealing::Protocol::Spnego, |n| n == 16)
+            .map_err(NtlmFailure::BadFraming)?;
+        self.unseal(f.header, f.data)
     }
 
     /// Seals `plaintext` in the exact framing Windows emits.
     pub fn seal_body(&mut self, plaintext: &[u8]) -> Vec<u8> {
         let (sig, data) = self.seal(plaintext);
-        let mut out = format!(
-            "{BOUNDARY}\r\n\tContent-Type: {SPNEGO_ENCRYPTED}\r\n\
-             \tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={}\r\n\
-             {BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n",
-            plaintext.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&sig);
-        out.extend_from_slice(&data);
-        out.extend_from_slice(format!("{BOUNDARY}--\r\n").as_bytes());
-        out
+        sealing::frame(sealing::Protocol::Spnego, plaintext.len(), &sig, &data)
     }
-}
-
-/// Splits a sealed body into (signature, ciphertext).
-fn parse_frame(body: &[u8]) -> Result<(&[u8], &[u8]), NtlmFailure> {
-    use NtlmFailure::BadFraming;
-    let opening = format!("{BOUNDARY}\r\n");
-    let rest = body
-        .strip_prefix(opening.as_bytes())
-        .ok_or(BadFraming("missing opening boundary"))?;
-    // The first part is ASCII headers: searching it for the next boundary is safe, unlike
-    // searching the binary part.
-    let second = rest
-        .windows(opening.len())
-        .position(|w| w == opening.as_bytes())
-        .ok_or(BadFraming("missing second part"))?;
-    let header =
-        std::str::from_utf8(&rest[..second]).map_err(|_| BadFraming("non-ASCII part header"))?;
-    let mut length = None;
-    let mut protocol_ok = false;
-    for line in header.split("\r\n").map(str::trim) {
-        if let Some(v) = strip_prefix_ci(line, "content-type:") {
-            protocol_ok |= v.trim().eq_ignore_ascii_case(SPNEGO_ENCRYPTED);
-        } else if let Some(v) = strip_prefix_ci(line, "originalcontent:") {
-            length = v
-                .split(';')
-                .find_map(|p| strip_prefix_ci(p.trim(), "length="))
-                .and_then(|n| n.parse::<usize>().ok());
-        }
-    }
-    if !protocol_ok {
-        return Err(BadFraming(
-            "first part is not application/HTTP-SPNEGO-session-encrypted",
-        ));
-    }
-    let length = length.ok_or(BadFraming("no Length= in OriginalContent"))?;
-    let rest = &rest[second + opening.len()..];
-    let line_end = rest
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .ok_or(BadFraming("truncated second part"))?;
-    let ct =
-        std::str::from_utf8(&rest[..line_end]).map_err(|_| BadFraming("non-ASCII part header"))?;
-    if !strip_prefix_ci(ct.trim(), "content-type:")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
-    {
-        return Err(BadFraming("second part is not application/octet-stream"));
-    }
-    let rest = &rest[line_end + 2..];
-    if u32_at(rest, 0) != Some(16) {
-        return Err(BadFraming("signature length is not 16"));
-    }
-    let sig = rest.get(4..20).ok_or(BadFraming("truncated signature"))?;
-    let end = 20usize
-        .checked_add(length)
-        .ok_or(BadFraming("Length out of range"))?;
-    let ciphertext = rest
-        .get(20..end)
-        .ok_or(BadFraming("ciphertext shorter than Length"))?;
-    let tail = &rest[end..];
-    let closing = format!("{BOUNDARY}--");
-    let after = tail.strip_prefix(closing.as_bytes()).ok_or(BadFraming(
-        "closing boundary does not follow the ciphertext",
-    ))?;
-    if !(after.is_empty() || after == b"\r\n") {
-        return Err(BadFraming("data after the closing boundary"));
-    }
-    Ok((sig, ciphertext))
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }

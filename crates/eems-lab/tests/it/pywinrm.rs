@@ -4,23 +4,22 @@
 //! `EEMS_PYTHON`. A plain `cargo test` lists it as ignored rather than passing a check
 //! it did not make; `.ci/run` runs it with `--ignored`, and then a missing pywinrm fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use std::path::Path;
 
 use eems_lab::testkit::{fleet_from_toml, scratch, start_lab};
 
-fn crate_dir() -> PathBuf {
+pub(crate) fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> Option<PathBuf> {
+/// `.venv/bin/python` (or EEMS_PYTHON) when it can import `modules` (e.g. `"winrm"`).
+pub(crate) fn python_with(modules: &str) -> Option<PathBuf> {
     let candidate = std::env::var_os("EEMS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate_dir().join("../../.venv/bin/python"));
     let ok = Command::new(&candidate)
-        .args(["-c", "import winrm"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     ok.then_some(candidate)
@@ -45,7 +44,7 @@ faults = { timed_out_polls = 2 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Python with pywinrm (.venv/bin/python or EEMS_PYTHON); .ci/run runs it"]
 async fn pywinrm_talks_to_the_lab() {
-    let py = python().expect(
+    let py = python_with("winrm").expect(
         "no Python with pywinrm: create .venv as .ci/run does, or point EEMS_PYTHON at one",
     );
     let dir = scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), "pywinrm");
