@@ -32,6 +32,14 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
         "the median server cost {} NTLM handshakes (expected 1)",
         report.authentications_per_server
     );
+    // Only the org query's server may authenticate again: winrm-rs's connection race
+    // (README, Performance) hits the first handshake of a scan now and then.
+    assert!(
+        report.servers_reauthenticated <= 1,
+        "{} servers cost more than one NTLM handshake (expected at most 1, the org \
+         query's)",
+        report.servers_reauthenticated
+    );
     assert_eq!(
         report.connections_per_server, 1.0,
         "the median server's probe used {} connections (expected 1)",
@@ -43,11 +51,13 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
          AUTHENTICATE, Create, Command, Receive, Delete)",
         report.requests_per_server
     );
+    // The org query runs before any host probe and is a wave of its own: against the
+    // floor without it, two waves could never do better than 1.5x.
     assert!(
-        report.wall_over_floor <= 1.5,
-        "wall {:.2} s is {:.2}x the floor {:.2} s (budget 1.5x)",
+        report.wall_over_floor_with_org <= 1.5,
+        "wall {:.2} s is {:.2}x the floor with the org query, {:.2} s (budget 1.5x)",
         report.scan.wall_s,
-        report.wall_over_floor,
-        report.floor_s
+        report.wall_over_floor_with_org,
+        report.floor_with_org_s
     );
 }
