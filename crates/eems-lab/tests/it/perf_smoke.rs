@@ -15,7 +15,7 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
         servers: 400,
         concurrency: 200,
         latency_ms: 10,
-        exec_ms: 500,
+        exec_ms: 1000,
         https: false,
         seed: 7,
         work_dir,
