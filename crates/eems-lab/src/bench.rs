@@ -60,11 +60,11 @@ pub struct BenchReport {
     /// TCP connections that carried a request, per server (median).
     pub connections_per_server: f64,
     pub max_connections_per_server: usize,
-    /// NTLM handshakes (CHALLENGEs sent) per server (median): each is a logon a domain
-    /// controller checks.
+    /// Authentications per server (median): NTLM handshakes, counted as CHALLENGEs sent.
+    /// Each is a logon a domain controller checks.
     pub authentications_per_server: f64,
     pub max_authentications_per_server: usize,
-    /// Servers that cost more than one NTLM handshake.
+    /// Servers that cost more than one authentication.
     pub servers_reauthenticated: usize,
     pub floor_s: f64,
     /// The floor plus the org query, which must finish before host probes can start
@@ -445,7 +445,7 @@ impl BenchReport {
             self.transport
         );
         t.push_str(&format!(
-            "requests/server      {:.0} (max {})\nconnections/server   {:.0} (max {})\nNTLM handshakes/server {:.0} (max {}; {} servers more than one)\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
+            "requests/server      {:.0} (max {})\nconnections/server   {:.0} (max {})\nauthentications/server {:.0} (max {}; {} servers more than one)\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
             self.requests_per_server,
             self.max_requests_per_server,
             self.connections_per_server,
@@ -477,7 +477,7 @@ impl BenchReport {
     }
 
     /// Header of [`BenchReport::row`]: one Markdown table for a sweep.
-    pub const ROW_HEADER: &'static str = "| servers | -j | requests/server (max) | connections/server (max) | NTLM handshakes/server (max) | wall | wall/floor | wall/(floor + org query) | scanner CPU/server | scanner peak RSS | lab CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    pub const ROW_HEADER: &'static str = "| servers | -j | requests/server (max) | connections/server (max) | authentications/server (max) | wall | wall/floor | wall/(floor + org query) | scanner CPU/server | scanner peak RSS | lab CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
 
     /// This run as one row under [`BenchReport::ROW_HEADER`].
     pub fn row(&self) -> String {

@@ -29,14 +29,14 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
     assert!(report.in_scope >= 300, "{report:?}");
     assert_eq!(
         report.authentications_per_server, 1.0,
-        "the median server cost {} NTLM handshakes (expected 1)",
+        "the median server cost {} NTLM authentications (expected 1)",
         report.authentications_per_server
     );
     // Only the org query's server may authenticate again: winrm-rs's connection race
     // (README, Performance) hits the first handshake of a scan now and then.
     assert!(
         report.servers_reauthenticated <= 1,
-        "{} servers cost more than one NTLM handshake (expected at most 1, the org \
+        "{} servers cost more than one NTLM authentication (expected at most 1, the org \
          query's)",
         report.servers_reauthenticated
     );
