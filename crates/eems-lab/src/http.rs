@@ -94,7 +94,9 @@ impl HostCtx {
 pub enum Listen {
     /// HTTP and HTTPS, as a stock Windows server with an HTTPS listener.
     Both,
+    /// HTTP only (port 5985 or the fleet's).
     Http,
+    /// HTTPS only (port 5986 or the fleet's).
     Https,
 }
 
