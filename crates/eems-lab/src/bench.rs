@@ -7,7 +7,7 @@
 //! costing R HTTP round trips of latency L plus the remote execution time E, with R
 //! counted from the lab's request log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,6 +57,15 @@ pub struct BenchReport {
     /// HTTP requests per server (median, handshake included, extra Receive polls not).
     pub requests_per_server: f64,
     pub max_requests_per_server: usize,
+    /// TCP connections that carried a request, per server (median).
+    pub connections_per_server: f64,
+    pub max_connections_per_server: usize,
+    /// Authentications per server (median): NTLM handshakes, counted as CHALLENGEs sent.
+    /// Each is a logon a domain controller checks.
+    pub authentications_per_server: f64,
+    pub max_authentications_per_server: usize,
+    /// Servers that cost more than one authentication.
+    pub servers_reauthenticated: usize,
     pub floor_s: f64,
     /// The floor plus the org query, which must finish before host probes can start
     /// (it costs one server's R * L + E, serially).
@@ -109,6 +118,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         .arg(&ca_path)
         .arg("--log")
         .arg(&log_path)
+        .args(["--listen", if o.https { "https" } else { "http" }])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -121,7 +131,8 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let lab_cost = wait_cost(&lab, lab_started, Duration::from_secs(60))?;
     let (scan, in_scope, peer, scan_end_ms) = result?;
-    let (median, max) = requests_per_server(&log_path, scan_end_ms)?;
+    let cost = per_server_cost(&log_path, scan_end_ms)?;
+    let median = cost.requests.median;
 
     let waves = in_scope.div_ceil(o.concurrency.max(1)) as f64;
     let one_server_s = (median * o.latency_ms as f64 + o.exec_ms as f64) / 1000.0;
@@ -146,7 +157,12 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
             "NTLM/HTTP sealed"
         },
         requests_per_server: median,
-        max_requests_per_server: max,
+        max_requests_per_server: cost.requests.max,
+        connections_per_server: cost.connections.median,
+        max_connections_per_server: cost.connections.max,
+        authentications_per_server: cost.authentications.median,
+        max_authentications_per_server: cost.authentications.max,
+        servers_reauthenticated: cost.reauthenticated,
         floor_s,
         floor_with_org_s,
         scan,
@@ -310,52 +326,103 @@ fn wait_cost(child: &Child, started: Instant, limit: Duration) -> anyhow::Result
     }
 }
 
-/// HTTP requests per server from the lab log up to `until_ms`: the median and the maximum,
-/// counting the handshake and every operation but Receive polls beyond the first of each
-/// command, and but the org query's shell.
-fn requests_per_server(log: &Path, until_ms: u64) -> anyhow::Result<(f64, usize)> {
+/// Median and maximum over the servers.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    max: usize,
+}
+
+impl Spread {
+    fn of(mut counts: Vec<usize>) -> Spread {
+        counts.sort_unstable();
+        Spread {
+            median: counts.get(counts.len() / 2).copied().unwrap_or(0) as f64,
+            max: counts.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+struct ServerCost {
+    requests: Spread,
+    connections: Spread,
+    authentications: Spread,
+    reauthenticated: usize,
+}
+
+/// What each server cost, from the lab log up to `until_ms`: HTTP requests (the handshake
+/// and every operation, but Receive polls beyond the first of each command), connections
+/// that carried them, and NTLM handshakes. The org query runs once per scan, not per
+/// server: its shell, and the handshake of the connection that carried it, are not counted
+/// against the server it ran on (a later probe reusing that connection is counted).
+fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
     let text = std::fs::read_to_string(log).with_context(|| format!("{}", log.display()))?;
     let mut records = Vec::new();
-    for line in text.lines() {
-        let r: crate::log::LogRecord = serde_json::from_str(line)?;
+    for (n, line) in text.lines().enumerate() {
+        let r: crate::log::LogRecord = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not a log record", log.display(), n + 1))?;
         if r.ts_ms <= until_ms {
             records.push(r);
         }
     }
-    // The org query is once per scan, not per server: its shell's requests are not
-    // counted against the server it ran on.
-    let org_shells: std::collections::HashSet<String> = records
+    let org_shells: HashSet<&str> = records
         .iter()
         .filter(|r| r.probe.as_deref() == Some("org"))
-        .filter_map(|r| r.shell_id.clone())
+        .filter_map(|r| r.shell_id.as_deref())
         .collect();
-    let mut per_server: HashMap<String, usize> = HashMap::new();
-    let mut receives: HashMap<(String, String), usize> = HashMap::new();
-    for r in records {
-        if r.shell_id
-            .as_ref()
-            .is_some_and(|id| org_shells.contains(id))
-        {
+    let org_conns: HashSet<u64> = records
+        .iter()
+        .filter(|r| {
+            r.shell_id
+                .as_deref()
+                .is_some_and(|id| org_shells.contains(id))
+        })
+        .map(|r| r.conn)
+        .collect();
+    #[derive(Default)]
+    struct Tally {
+        requests: usize,
+        conns: HashSet<u64>,
+        handshakes: usize,
+    }
+    let mut per_server: HashMap<&str, Tally> = HashMap::new();
+    let mut receives: HashMap<(&str, &str), usize> = HashMap::new();
+    for r in &records {
+        let shell = r.shell_id.as_deref();
+        let org = match shell {
+            Some(id) => org_shells.contains(id),
+            None => org_conns.contains(&r.conn),
+        };
+        if org {
             continue;
         }
         let action = r.action.as_deref().unwrap_or("");
         if action == "Receive" || action == "Fault:TimedOut" {
-            let key = (r.server.clone(), r.shell_id.clone().unwrap_or_default());
-            let n = receives.entry(key).or_insert(0);
+            let n = receives
+                .entry((r.server.as_str(), shell.unwrap_or_default()))
+                .or_insert(0);
             *n += 1;
             if *n > 1 {
                 continue;
             }
         }
-        *per_server.entry(r.server).or_insert(0) += 1;
+        let t = per_server.entry(r.server.as_str()).or_default();
+        t.requests += 1;
+        t.conns.insert(r.conn);
+        if r.step == crate::log::STEP_CHALLENGE {
+            t.handshakes += 1;
+        }
     }
-    let mut counts: Vec<usize> = per_server.into_values().collect();
-    if counts.is_empty() {
+    if per_server.is_empty() {
         bail!("the lab logged no request");
     }
-    counts.sort_unstable();
-    let median = counts[counts.len() / 2] as f64;
-    Ok((median, counts[counts.len() - 1]))
+    let tallies: Vec<Tally> = per_server.into_values().collect();
+    Ok(ServerCost {
+        requests: Spread::of(tallies.iter().map(|t| t.requests).collect()),
+        connections: Spread::of(tallies.iter().map(|t| t.conns.len()).collect()),
+        authentications: Spread::of(tallies.iter().map(|t| t.handshakes).collect()),
+        reauthenticated: tallies.iter().filter(|t| t.handshakes > 1).count(),
+    })
 }
 
 fn epoch_ms() -> u64 {
@@ -378,9 +445,14 @@ impl BenchReport {
             self.transport
         );
         t.push_str(&format!(
-            "requests/server      {:.0} (max {})\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
+            "requests/server      {:.0} (max {})\nconnections/server   {:.0} (max {})\nauthentications/server {:.0} (max {}; {} servers more than one)\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
             self.requests_per_server,
             self.max_requests_per_server,
+            self.connections_per_server,
+            self.max_connections_per_server,
+            self.authentications_per_server,
+            self.max_authentications_per_server,
+            self.servers_reauthenticated,
             self.floor_s,
             self.floor_with_org_s,
             self.scan.wall_s,
@@ -402,5 +474,29 @@ impl BenchReport {
             ));
         }
         t
+    }
+
+    /// Header of [`BenchReport::row`]: one Markdown table for a sweep.
+    pub const ROW_HEADER: &'static str = "| servers | -j | requests/server (max) | connections/server (max) | authentications/server (max) | wall | wall/floor | wall/(floor + org query) | scanner CPU/server | scanner peak RSS | lab CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+    /// This run as one row under [`BenchReport::ROW_HEADER`].
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.0} ({}) | {:.0} ({}) | {:.0} ({}) | {:.2} s | {:.3} | {:.3} | {:.2} ms | {:.1} MiB | {:.2} s |\n",
+            self.servers,
+            self.concurrency,
+            self.requests_per_server,
+            self.max_requests_per_server,
+            self.connections_per_server,
+            self.max_connections_per_server,
+            self.authentications_per_server,
+            self.max_authentications_per_server,
+            self.scan.wall_s,
+            self.wall_over_floor,
+            self.wall_over_floor_with_org,
+            self.scanner_cpu_ms_per_server,
+            self.scan.peak_rss_mib,
+            self.lab.cpu_s
+        )
     }
 }

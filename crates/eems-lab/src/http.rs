@@ -89,10 +89,33 @@ impl HostCtx {
     }
 }
 
-/// Binds the host's HTTP and HTTPS listeners (none for a `down` host) and starts accepting.
-/// Every bind happens before this returns, so a caller sees address conflicts at once.
+/// Which of its listeners each host opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Listen {
+    /// HTTP and HTTPS, as a stock Windows server with an HTTPS listener.
+    Both,
+    /// HTTP only (port 5985 or the fleet's).
+    Http,
+    /// HTTPS only (port 5986 or the fleet's).
+    Https,
+}
+
+impl Listen {
+    fn opens(self, tls: bool) -> bool {
+        match self {
+            Listen::Both => true,
+            Listen::Http => !tls,
+            Listen::Https => tls,
+        }
+    }
+}
+
+/// Binds the host's listeners that `listen` asks for (none for a `down` host) and starts
+/// accepting. Every bind happens before this returns, so a caller sees address conflicts
+/// at once.
 pub async fn start_host(
     host: Arc<HostCtx>,
+    listen: Listen,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     if host.spec.faults.down {
@@ -103,6 +126,9 @@ pub async fn start_host(
         (host.spec.http_port(&host.listener), false),
         (host.spec.https_port(&host.listener), true),
     ] {
+        if !listen.opens(tls) {
+            continue;
+        }
         let addr = SocketAddr::from((host.address(), port));
         let l = TcpListener::bind(addr).await.map_err(|e| {
             anyhow::anyhow!("server {}: cannot listen on {addr}: {e}", host.spec.name)

@@ -81,9 +81,20 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Makes the PKI, binds every listener (the error names the address that failed) and
-    /// starts serving.
+    /// Makes the PKI, binds every listener, HTTP and HTTPS (the error names the address
+    /// that failed) and starts serving.
     pub async fn start(fleet: fleet::Fleet, opts: LabOptions) -> anyhow::Result<Lab> {
+        Lab::start_listening(fleet, opts, http::Listen::Both).await
+    }
+
+    /// [`Lab::start`] with only the listeners `listen` names. Each listener is a file
+    /// descriptor: 10,000 hosts with both would take all 20,000 of a usual hard limit,
+    /// leaving none for connections.
+    pub async fn start_listening(
+        fleet: fleet::Fleet,
+        opts: LabOptions,
+        listen: http::Listen,
+    ) -> anyhow::Result<Lab> {
         fleet
             .validate()
             .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
@@ -136,7 +147,7 @@ impl Lab {
                 log.clone(),
                 conn_ids.clone(),
             ));
-            match http::start_host(ctx, cancel.clone()).await {
+            match http::start_host(ctx, listen, cancel.clone()).await {
                 Ok(t) => tasks.extend(t),
                 Err(e) => {
                     // Release what is already bound before reporting.

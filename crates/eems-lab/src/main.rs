@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use eems_lab::fleet::Fleet;
 use eems_lab::generate::{GenOptions, generate};
+use eems_lab::http::Listen;
 use eems_lab::{Lab, LabOptions};
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ enum Cmd {
         /// Write one JSON line per HTTP request here (the file is replaced).
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Which listeners each server opens (one file descriptor each).
+        #[arg(long, value_enum, default_value = "both")]
+        listen: Listen,
     },
     /// Serve the demo organisation, scan it with eems-scan as a user would, stop.
     Demo {
@@ -73,12 +77,13 @@ fn main() -> anyhow::Result<()> {
             inventory_out,
             ca_out,
             log,
+            listen,
         } => {
             let fleet = Fleet::load(&fleet)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve(fleet, inventory_out, ca_out, log))
+                .block_on(serve(fleet, inventory_out, ca_out, log, listen))
         }
         Cmd::Demo { out } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -112,14 +117,16 @@ async fn serve(
     inventory_out: Option<PathBuf>,
     ca_out: Option<PathBuf>,
     log: Option<PathBuf>,
+    listen: Listen,
 ) -> anyhow::Result<()> {
     let n = fleet.servers.len();
-    let lab = Lab::start(
+    let lab = Lab::start_listening(
         fleet,
         LabOptions {
             log_path: log,
             keep_log_in_memory: false,
         },
+        listen,
     )
     .await?;
     let written = (|| -> anyhow::Result<()> {
@@ -155,8 +162,9 @@ async fn serve(
 struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     servers: usize,
-    #[arg(long, default_value_t = 100)]
-    concurrency: usize,
+    /// Scanner concurrency (-j); several, comma-separated, measure one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    concurrency: Vec<usize>,
     /// Added by the lab to every HTTP response.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
@@ -179,26 +187,46 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
-/// Runs the benchmark with the binaries beside this one.
+/// Runs the benchmark with the binaries beside this one, once per concurrency: each run
+/// its own fleet, lab process and work folder, so no run inherits another's connections.
 #[cfg(unix)]
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let here = std::env::current_exe()?;
-    let report = eems_lab::bench::run(&eems_lab::bench::BenchOptions {
-        servers: a.servers,
-        concurrency: a.concurrency,
-        latency_ms: a.latency_ms,
-        exec_ms: a.exec_ms,
-        https: a.https,
-        seed: a.seed,
-        work_dir: a.work_dir,
-        lab_bin: here.clone(),
-        scan_bin: eems_lab::scanner_beside(&here)?,
-        peer_python: a.peer,
-        peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_pywinrm.py"),
-    })?;
-    print!("{}", report.table());
+    let scan_bin = eems_lab::scanner_beside(&here)?;
+    if let Some(zero) = a.concurrency.iter().find(|&&c| c == 0) {
+        anyhow::bail!("--concurrency {zero}: each value must be at least 1");
+    }
+    let mut reports = Vec::new();
+    for &concurrency in &a.concurrency {
+        let work_dir = if a.concurrency.len() > 1 {
+            a.work_dir.join(format!("j{concurrency}"))
+        } else {
+            a.work_dir.clone()
+        };
+        let report = eems_lab::bench::run(&eems_lab::bench::BenchOptions {
+            servers: a.servers,
+            concurrency,
+            latency_ms: a.latency_ms,
+            exec_ms: a.exec_ms,
+            https: a.https,
+            seed: a.seed,
+            work_dir,
+            lab_bin: here.clone(),
+            scan_bin: scan_bin.clone(),
+            peer_python: a.peer.clone(),
+            peer_script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_pywinrm.py"),
+        })?;
+        print!("{}", report.table());
+        println!();
+        reports.push(report);
+    }
+    print!("{}", eems_lab::bench::BenchReport::ROW_HEADER);
+    for r in &reports {
+        print!("{}", r.row());
+    }
     if let Some(path) = a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(&path, serde_json::to_string_pretty(&reports)?)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
 }

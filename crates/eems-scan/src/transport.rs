@@ -113,19 +113,37 @@ pub struct TransportConfig {
     pub clients: ClientCache,
 }
 
-/// One `WinrmClient` per port, shared across hosts.
+/// `WinrmClient`s shared across hosts: per port, the current one serves the next
+/// [`PROBES_PER_CLIENT`] probes, then a new one takes over and the old one is dropped
+/// (closing its connections) when its last probe ends.
 ///
 /// Building a client costs about 2.5 ms of CPU (reqwest and rustls set-up), two thirds
-/// of a whole probe; a fleet on one port needs only one. Hosts still never share a
-/// connection: winrm-rs pools connections, NTLM contexts and sealing keys per host, and
-/// the port is the only per-host setting a client carries.
+/// of a whole probe, so one client per host would double the scan's CPU. One client for
+/// the whole fleet breaks "one connection per server": winrm-rs 2.0.1 keeps at most 32
+/// idle authenticated connections per client, all hosts together (oldest closed first),
+/// and at most 128 requests in flight. Between two requests of a probe its connection is
+/// idle in that pool, so past about 32 probes at once the pool closed connections still
+/// in use: the next request opened a new one and authenticated again (three NTLM
+/// handshakes per server at -j 500). A client that only ever serves 32 probes never holds
+/// more than 32 connections, idle or busy, so none is closed under a probe.
 #[derive(Clone)]
 pub struct ClientCache {
-    clients: Arc<Mutex<HashMap<Option<u16>, Arc<WinrmClient>>>>,
+    clients: Arc<Mutex<HashMap<Option<u16>, CurrentClient>>>,
     /// Authentication retries left before any server accepted the credentials.
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
+/// idle connections a client keeps before it closes the oldest. Each probe leaves at
+/// most one connection behind (a failed one is discarded), so a client never has a
+/// reason to close one. Also below its 128 requests in flight per client.
+const PROBES_PER_CLIENT: usize = 32;
+
+struct CurrentClient {
+    client: Arc<WinrmClient>,
+    probes: usize,
 }
 
 impl Default for ClientCache {
@@ -208,6 +226,8 @@ impl TransportConfig {
         }
     }
 
+    /// The client for the next probe on `port` (see [`ClientCache`]). Building one holds
+    /// the lock, once per [`PROBES_PER_CLIENT`] probes.
     fn client_for(&self, port: Option<u16>) -> Result<Arc<WinrmClient>, WinrmError> {
         let key = port.or(self.port);
         let mut cache = self
@@ -215,11 +235,20 @@ impl TransportConfig {
             .clients
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.get(&key) {
-            return Ok(c.clone());
+        if let Some(current) = cache.get_mut(&key)
+            && current.probes < PROBES_PER_CLIENT
+        {
+            current.probes += 1;
+            return Ok(current.client.clone());
         }
         let client = Arc::new(self.build_client(key)?);
-        cache.insert(key, client.clone());
+        cache.insert(
+            key,
+            CurrentClient {
+                client: client.clone(),
+                probes: 1,
+            },
+        );
         Ok(client)
     }
 
@@ -354,9 +383,9 @@ enum Stop {
 }
 
 /// Runs `script` on `target` within `deadline`, ending early (with clean-up) when `cancel`
-/// fires. The client is shared per port ([`ClientCache`]); winrm-rs keeps connections and
-/// NTLM contexts per host, so the handshake is done once per host on a kept-alive
-/// connection.
+/// fires. The client is shared with up to 31 other probes ([`ClientCache`]); winrm-rs keeps
+/// connections and NTLM contexts per host, so the handshake is done once per host on a
+/// kept-alive connection.
 pub async fn run_probe(
     cfg: &TransportConfig,
     target: &Target,
@@ -389,11 +418,15 @@ pub async fn run_probe(
     //
     // winrm-rs 2.0.1 can send the first sealed request (this Create) on a pooled
     // connection other than the one it just authenticated: a connect hyper started during
-    // the handshake lands in the pool after the handshake has locked it. The server
-    // answers 401 without running anything. In the lab with 20 ms of latency this hits
-    // about half the handshakes of a lone probe (the org query) and almost none under
-    // concurrency; each retry is a new handshake with the same odds. A Create is safe to
-    // send again (nothing ran; a Command is never resent).
+    // the handshake lands in the pool after the handshake has locked it (hyper-util races
+    // a connect against the pool whenever the CHALLENGE's connection is not back in the
+    // pool yet when the AUTHENTICATE goes out). The server answers 401 without running
+    // anything. No setting of winrm-rs 2.0.1 closes that window, so the retries stay.
+    // Measured in the lab (README, Performance): it hit the first handshake of a scan
+    // (the org query) in one scan of 14, twice in a row there, and no host probe in
+    // about 25,000 handshakes. Each retry is a new handshake
+    // with the same odds. A Create is safe to send again (nothing ran; a Command is never
+    // resent).
     let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
     let mut auth_retries = 0;
     for pause_ms in [0, 10, 50, 100, 200] {
@@ -761,5 +794,23 @@ mod tests {
     fn debug_output_never_shows_the_password() {
         let text = format!("{:?}", cfg(AuthKind::Ntlm, false));
         assert!(!text.contains("sentinel-pw"), "{text}");
+    }
+
+    #[test]
+    fn a_client_serves_at_most_probes_per_client_probes() {
+        let c = cfg(AuthKind::Ntlm, false);
+        let first = c.client_for(None).unwrap();
+        for _ in 1..PROBES_PER_CLIENT {
+            assert!(Arc::ptr_eq(&first, &c.client_for(None).unwrap()));
+        }
+        let next = c.client_for(None).unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &next),
+            "probe {} got the client that already served {PROBES_PER_CLIENT}",
+            PROBES_PER_CLIENT + 1
+        );
+        // Another port has its own client; the first port's count is not reset by it.
+        assert!(!Arc::ptr_eq(&next, &c.client_for(Some(15985)).unwrap()));
+        assert!(Arc::ptr_eq(&next, &c.client_for(None).unwrap()));
     }
 }
