@@ -8,7 +8,9 @@ use super::{
     ALL_STATUSES, UNKNOWN, bool_text, check_sort, colour, csp, opt, status_class, status_rank,
 };
 use crate::render::{RowSink, ScanEnd, ScanStart};
-use eems_core::analysis::{EemsState, PatternService, ServiceCheck, Status};
+use eems_core::analysis::{
+    CertFloor, EemsState, FetchState, IisState, PatternService, ServiceCheck, Status,
+};
 use eems_core::report::{ScanReport, ServerRow, Summary, ToolInfo};
 
 /// A build sorts by version (the page compares digit runs as numbers); unknown last.
@@ -69,7 +71,7 @@ struct MatrixRow {
     status: &'static str,
     status_class: &'static str,
     status_sort: u8,
-    /// The six check cells, or none when `span` covers them.
+    /// The [`CHECKS`] check cells, or none when `span` covers them.
     cells: Vec<Cell>,
     span: Option<Span>,
     build: String,
@@ -81,6 +83,13 @@ struct MatrixRow {
 struct HcView {
     name: String,
     details: String,
+    class: &'static str,
+}
+
+/// One line of a server's evidence (README "Evidence"), coloured as its verdict.
+struct EvidenceView {
+    name: &'static str,
+    text: String,
     class: &'static str,
 }
 
@@ -96,6 +105,7 @@ struct DetailView<'a> {
     ocs: Option<String>,
     duration: String,
     hc: Vec<HcView>,
+    evidence: Vec<EvidenceView>,
 }
 
 struct Tile {
@@ -141,7 +151,9 @@ struct ReportPage<'a> {
     summary: Summary,
     tiles: Vec<Tile>,
     sites: Vec<SiteOption>,
-    headers: [(&'static str, &'static str); 10],
+    headers: [(&'static str, &'static str); 13],
+    /// The columns an error or skipped row's one cell spans.
+    checks: usize,
     rows: Vec<MatrixRow>,
     details: Vec<DetailView<'a>>,
     not_in_inventory: Vec<CoverageRow>,
@@ -150,18 +162,24 @@ struct ReportPage<'a> {
     coverage_note: &'static str,
 }
 
-const MATRIX_HEADERS: [(&str, &str); 10] = [
+const MATRIX_HEADERS: [(&str, &str); 13] = [
     ("server", "Server"),
     ("status", "Status"),
     ("eems", "EEMS state"),
     ("service", "Windows service"),
     ("pattern", "Pattern service"),
+    ("fetch", "Fetch state"),
+    ("cert", "Cert floor"),
+    ("iis", "IIS rules"),
     ("blocked", "Blocked"),
     ("applied", "Applied"),
     ("telemetry", "Telemetry"),
     ("build", "Build"),
     ("site", "Site"),
 ];
+
+/// The check columns: every heading but server, status, build and site.
+const CHECKS: usize = MATRIX_HEADERS.len() - 4;
 
 fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
     // A server without EEMS facts gets one cell across the checks saying why.
@@ -210,6 +228,23 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
                 "pattern",
                 opt(&r.pattern_service),
                 colour(r.pattern_service.map(PatternService::write_type)),
+            ),
+            // The evidence verdicts: empty (sorting after every value) where not collected.
+            check(
+                "fetch",
+                opt(&r.fetch_state),
+                colour(r.fetch_state.map(FetchState::write_type)),
+            ),
+            check(
+                "cert",
+                r.cert_floor
+                    .map_or_else(|| UNKNOWN.to_string(), |c| c.short().to_string()),
+                colour(r.cert_floor.map(CertFloor::write_type)),
+            ),
+            check(
+                "iis",
+                opt(&r.iis_state),
+                colour(r.iis_state.as_ref().map(IisState::write_type)),
             ),
             check(
                 "blocked",
@@ -274,7 +309,68 @@ fn detail_view(id: String, r: &ServerRow) -> DetailView<'_> {
                 class: l.write_type.css_class(),
             })
             .collect(),
+        evidence: evidence_view(r),
     }
+}
+
+/// The evidence fields a row has, in the README's order; none for a server without any.
+fn evidence_view(r: &ServerRow) -> Vec<EvidenceView> {
+    let line = |name, text: String, class| EvidenceView { name, text, class };
+    let mut out = Vec::new();
+    if let Some(f) = r.fetch_state {
+        out.push(line(
+            "Fetch state",
+            f.to_string(),
+            colour(Some(f.write_type())),
+        ));
+    }
+    if r.fetch_errors_window.is_some() || r.last_fetch_error_time.is_some() {
+        let mut text = match r.fetch_errors_window {
+            Some(n) => format!("{n} in the window"),
+            None => "count unknown".to_string(),
+        };
+        if let Some(t) = &r.last_fetch_error_time {
+            text.push_str(&format!("; newest at {t}"));
+        }
+        if let Some(m) = &r.last_fetch_error {
+            text.push_str(&format!(": {m}"));
+        }
+        out.push(line("Fetch errors (event 1008)", text, ""));
+    }
+    if let Some(t) = &r.last_applied_event {
+        out.push(line("Last applied (event 1005/1006)", t.clone(), ""));
+    }
+    if let Some(t) = &r.log_last_write {
+        out.push(line("EEMS log last written", t.clone(), ""));
+    }
+    if let Some(c) = r.cert_floor {
+        out.push(line(
+            "Certificate floor",
+            c.to_string(),
+            colour(Some(c.write_type())),
+        ));
+    }
+    if let Some(i) = &r.iis_state {
+        out.push(line(
+            "IIS rewrite rules",
+            i.to_string(),
+            colour(Some(i.write_type())),
+        ));
+    }
+    if let Some(c) = &r.service_changed {
+        let text = match &r.service_changed_time {
+            Some(t) => format!("{t}: {c}"),
+            None => c.clone(),
+        };
+        out.push(line("Start type changed (event 7040)", text, ""));
+    }
+    if let Some(t) = &r.service_started {
+        out.push(line("Service started", t.clone(), ""));
+    }
+    if let Some(f) = &r.flighting_service {
+        out.push(line("MSExchangeFlighting", f.clone(), ""));
+    }
+    out
 }
 
 /// Renders the fleet report of a scan.
@@ -353,6 +449,7 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
         tiles,
         sites,
         headers: MATRIX_HEADERS,
+        checks: CHECKS,
         rows: order
             .iter()
             .enumerate()

@@ -1,7 +1,9 @@
 use super::fleet::{human_duration, scan_duration, site_key};
 use super::*;
 use crate::render::{RowSink, ScanEnd, ScanStart};
-use eems_core::analysis::{EemsState, PatternService, ServiceCheck};
+use eems_core::analysis::{
+    CertFloor, EemsState, FetchState, IisIssue, IisState, PatternService, ServiceCheck,
+};
 use eems_core::drift::Field;
 use eems_core::drift::compare;
 use eems_core::report::Stage;
@@ -29,13 +31,17 @@ fn scanned(name: &str, status: Status) -> ServerRow {
     r.ocs_status_code = Some(200);
     r.mitigations_applied = vec!["PING1".into()];
     r.telemetry_enabled = Some(false);
+    r.cert_floor = Some(CertFloor::Above);
     r
 }
 
 /// A fleet with one server in every state the matrix colours, and hostile values
 /// wherever the outside world writes into the report.
 fn fleet() -> ScanReport {
-    let ok = scanned("EX01", Status::Ok);
+    let mut ok = scanned("EX01", Status::Ok);
+    ok.fetch_state = Some(FetchState::Fetching);
+    ok.iis_state = Some(IisState::Consistent);
+    ok.log_last_write = Some("2026-11-29T09:30:00Z".into());
     let mut off = scanned("EX02", Status::Warning);
     off.eems_state = Some(EemsState::DisabledOnServer);
     off.service_check = Some(ServiceCheck::Investigate);
@@ -44,6 +50,15 @@ fn fleet() -> ScanReport {
     off.mitigations_blocked = vec![format!("M1{HOSTILE}")];
     off.ocs_proxy = Some(format!("http://proxy:8080/{HOSTILE}"));
     off.findings = vec!["EEMS is disabled on this server".into()];
+    off.fetch_state = Some(FetchState::Failing);
+    off.fetch_errors_window = Some(72);
+    off.last_fetch_error_time = Some("2026-11-29T09:36:00Z".into());
+    off.last_fetch_error = Some(format!("Unable to connect {HOSTILE}"));
+    off.iis_state = Some(IisState::Issues(vec![IisIssue::AppliedButMissing(
+        "M1.1.0".into(),
+    )]));
+    off.service_changed_time = Some("2026-11-27T08:00:00Z".into());
+    off.service_changed = Some("auto start to demand start".into());
     off.healthchecker = vec![HcLine {
         name: Some("Exchange Emergency Mitigation Service".into()),
         details: "Disabled on server level".into(),
@@ -53,6 +68,8 @@ fn fleet() -> ScanReport {
     let mut crit = scanned("EX03", Status::Critical);
     crit.eems_state = Some(EemsState::FailedToQuery);
     crit.service_check = Some(ServiceCheck::Unknown);
+    crit.cert_floor = Some(CertFloor::CannotFetch);
+    crit.iis_state = Some(IisState::Unknown);
     let mut hostile = scanned(HOSTILE, Status::Ok);
     hostile.site = Some(format!("Site{HOSTILE}"));
     let mut down = ServerRow::new("EX05");
@@ -199,10 +216,20 @@ fn cells_carry_healthcheckers_classes() {
     assert_eq!(class_of(crit, "eems").as_deref(), Some("Red"));
     assert_eq!(class_of(crit, "service").as_deref(), Some("Yellow"));
 
-    // The error spans the six check columns, in red.
+    // The evidence verdicts carry their own colours; not collected is plain.
+    assert_eq!(class_of(ok, "fetch").as_deref(), Some("Green"));
+    assert_eq!(class_of(ok, "cert"), None);
+    assert_eq!(class_of(ok, "iis").as_deref(), Some("Green"));
+    assert_eq!(class_of(off, "fetch").as_deref(), Some("Yellow"));
+    assert_eq!(class_of(off, "iis").as_deref(), Some("Yellow"));
+    assert_eq!(class_of(crit, "cert").as_deref(), Some("Yellow"));
+    assert_eq!(class_of(crit, "iis"), None);
+    assert_eq!(class_of(crit, "fetch"), None);
+
+    // The error spans the nine check columns, in red.
     let down = row_of(&doc, "EX05");
     let span = down.select(&sel("td[data-span]")).next().unwrap();
-    assert_eq!(span.value().attr("colspan"), Some("6"));
+    assert_eq!(span.value().attr("colspan"), Some("9"));
     assert_eq!(span.value().attr("class"), Some("Red"));
     assert!(
         span.text()
@@ -518,4 +545,87 @@ fn drift_page_without_changes() {
     let html = render_drift(&label, &label, &drift).unwrap();
     let doc = Html::parse_document(&html);
     assert!(doc.select(&sel("#no-changes")).next().is_some());
+}
+
+#[test]
+fn evidence_cells_sort_by_severity_and_details_list_the_evidence() {
+    let html = render_report(&fleet()).unwrap();
+    let doc = Html::parse_document(&html);
+    let cell = |server: &str, col: &str| -> (String, String) {
+        let td = row_of(&doc, server)
+            .select(&sel(&format!(r#"td[data-col="{col}"]"#)))
+            .next()
+            .unwrap_or_else(|| panic!("{server}: no {col} cell"));
+        (
+            td.text().collect(),
+            td.value().attr("data-sort").unwrap().to_string(),
+        )
+    };
+    // Failing (Yellow) before Fetching (Green) before not collected.
+    let (failing, fetching, none) = (
+        cell("EX02", "fetch"),
+        cell("EX01", "fetch"),
+        cell("EX03", "fetch"),
+    );
+    assert_eq!(
+        (&failing.0[..], &fetching.0[..], &none.0[..]),
+        ("Failing", "Fetching", UNKNOWN)
+    );
+    assert!(failing.1 < fetching.1 && fetching.1 < none.1);
+    let (below, above) = (cell("EX03", "cert"), cell("EX01", "cert"));
+    assert_eq!(
+        (&below.0[..], &above.0[..]),
+        ("Cannot fetch", "Above floor")
+    );
+    assert!(below.1 < above.1);
+    let (issue, unknown, consistent) = (
+        cell("EX02", "iis"),
+        cell("EX03", "iis"),
+        cell("EX01", "iis"),
+    );
+    assert_eq!(issue.0, "applied but missing: M1.1.0");
+    assert!(issue.1 < unknown.1 && unknown.1 < consistent.1);
+
+    // The details: every collected field, coloured as its cell; hostile text stays text.
+    let details = doc
+        .select(&sel("details"))
+        .find(|d| d.text().collect::<String>().contains("EX02:"))
+        .unwrap();
+    let lines: Vec<(String, String, Option<String>)> = details
+        .select(&sel("dl.evidence dt"))
+        .zip(details.select(&sel("dl.evidence dd")))
+        .map(|(dt, dd)| {
+            (
+                dt.text().collect(),
+                dd.text().collect(),
+                dd.value().attr("class").map(String::from),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Fetch state",
+            "Fetch errors (event 1008)",
+            "Certificate floor",
+            "IIS rewrite rules",
+            "Start type changed (event 7040)"
+        ]
+    );
+    assert_eq!(lines[0].2.as_deref(), Some("Yellow"));
+    assert_eq!(
+        lines[1].1,
+        format!("72 in the window; newest at 2026-11-29T09:36:00Z: Unable to connect {HOSTILE}")
+    );
+    assert_eq!(lines[2].1, "above the March 2023 SU");
+    assert_eq!(lines[3].2.as_deref(), Some("Yellow"));
+    assert_no_markup_injection(&html);
+
+    // A server without any evidence field has no evidence block.
+    let edge = doc
+        .select(&sel("details"))
+        .find(|d| d.text().collect::<String>().contains("EDGE01:"))
+        .unwrap();
+    assert_eq!(edge.select(&sel("dl.evidence")).count(), 0);
 }
