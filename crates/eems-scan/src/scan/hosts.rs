@@ -5,30 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::rows::{fill_assessment, fill_server_facts, identity_row};
-use super::{Job, Shared, lockout_tripped, note_auth_failure};
+use super::{Job, Shared, lockout_tripped, note_auth_failure, script_failure};
 use crate::transport::{self, Target};
 use eems_core::analysis::Status;
 use eems_core::facts::{EvidenceFacts, ExchangeServerFacts};
 use eems_core::probe::{self, HostProbeParams, parse};
 use eems_core::report::{ServerRow, Stage};
 use eems_core::text::excerpt;
-
-/// A probe that ran but printed no usable result: say what the host said, briefly.
-pub(super) fn script_failure(parse_error: &str, out: &transport::ProbeOutput) -> String {
-    let stderr = out.stderr.trim();
-    let snapin = stderr.contains("snap-in") || stderr.contains("PSSnapin");
-    match out.exit_code {
-        Some(code) if code != 0 && snapin => format!(
-            "the Exchange management snap-in is not available on this server (exit {code}): {}",
-            excerpt(stderr, 160)
-        ),
-        Some(code) if code != 0 && !stderr.is_empty() => format!(
-            "the probe failed with exit code {code}: {}",
-            excerpt(stderr, 160)
-        ),
-        _ => format!("unexpected probe output: {parse_error}"),
-    }
-}
 
 pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
     let started = Instant::now();

@@ -30,11 +30,12 @@ use tokio_util::sync::CancellationToken;
 use crate::exit;
 use crate::render::console::ConsoleRow;
 use crate::render::{RowSink, ScanEnd, ScanStart};
-use crate::transport::{FailureKind, ProbeError, TransportConfig};
+use crate::transport::{self, FailureKind, ProbeError, TransportConfig};
 use eems_core::analysis::Status;
 use eems_core::facts::{ExchangeServerFacts, OrgFacts};
 use eems_core::inventory::InventoryEntry;
 use eems_core::report::{OrgSection, ServerRow, Summary, UninventoriedServer, now_rfc3339};
+use eems_core::text::excerpt;
 
 pub use matching::match_org_server;
 use org::OrgFailure;
@@ -264,5 +265,22 @@ fn lockout_tripped(shared: &Shared) -> bool {
 fn note_auth_failure(shared: &Shared, e: &ProbeError) {
     if e.kind == FailureKind::Auth && !shared.opts.transport.clients.auth_proven() {
         shared.auth_failures.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A probe that ran but printed no usable result: say what the host said, briefly.
+fn script_failure(parse_error: &str, out: &transport::ProbeOutput) -> String {
+    let stderr = out.stderr.trim();
+    let snapin = stderr.contains("snap-in") || stderr.contains("PSSnapin");
+    match out.exit_code {
+        Some(code) if code != 0 && snapin => format!(
+            "the Exchange management snap-in is not available on this server (exit {code}): {}",
+            excerpt(stderr, 160)
+        ),
+        Some(code) if code != 0 && !stderr.is_empty() => format!(
+            "the probe failed with exit code {code}: {}",
+            excerpt(stderr, 160)
+        ),
+        _ => format!("unexpected probe output: {parse_error}"),
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::hosts::script_failure;
 use super::{
     ORG_ATTEMPTS, Progress, ScanOptions, Shared, Silent, lockout_tripped, note_auth_failure,
+    script_failure,
 };
 use crate::transport::{self, FailureKind, Target, TransportConfig};
 use eems_core::facts::OrgFacts;
