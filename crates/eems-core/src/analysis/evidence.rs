@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::build::{self, ExchangeBuild, FetchTier};
-use super::{Assessment, CertFloor, FetchState, SERVICE_NAME, Status};
+use super::{Assessment, CertFloor, FetchState, SERVICE_NAME, Status, WriteType};
 use crate::facts::{EvidenceFacts, ExchangeServerFacts, IisRule, ServiceChange};
 use crate::text::excerpt;
 
@@ -69,6 +69,19 @@ impl std::fmt::Display for IisState {
                 let texts: Vec<String> = list.iter().map(ToString::to_string).collect();
                 f.write_str(&texts.join("; "))
             }
+        }
+    }
+}
+
+impl IisState {
+    /// The colour of the IIS verdict, as the other verdicts carry one. Any issue is Yellow,
+    /// also those that do not raise the status (an orphaned rule still needs removing by
+    /// hand), as the drift page colours a side that holds an issue.
+    pub fn write_type(&self) -> WriteType {
+        match self {
+            IisState::Consistent => WriteType::Green,
+            IisState::Unknown => WriteType::Grey,
+            IisState::Issues(_) => WriteType::Yellow,
         }
     }
 }

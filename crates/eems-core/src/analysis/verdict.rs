@@ -189,6 +189,17 @@ impl PatternService {
     }
 }
 
+impl CertFloor {
+    /// The fleet table's short form; the label is the finding's wording.
+    pub fn short(self) -> &'static str {
+        match self {
+            CertFloor::CannotFetch => "Cannot fetch",
+            CertFloor::AtFloor => "At floor",
+            CertFloor::Above => "Above floor",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

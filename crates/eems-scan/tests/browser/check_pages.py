@@ -48,7 +48,15 @@ VERDICT_ORDER = ["regression", "improvement", "neutral"]
 # HealthChecker's colours by severity; a cell without one is Grey.
 COLOUR_RANK = {"Red": 0, "Yellow": 1, "": 2, "Green": 3}
 UNKNOWN = "\u2014"
-VERDICT_COLUMNS = ["eems", "service", "pattern", "blocked", "applied", "telemetry"]
+VERDICT_COLUMNS = ["eems", "service", "pattern", "fetch", "cert", "iis", "blocked", "applied",
+                   "telemetry"]
+# The evidence verdicts' columns, with every colour the demo fleet gives each of them: a
+# sort check over one colour could not fail on severity.
+EVIDENCE_COLOURS = {
+    "fetch": {"Yellow", "", "Green"},
+    "cert": {"Yellow", ""},
+    "iis": {"Yellow", "", "Green"},
+}
 
 
 def program(env, name):
@@ -364,6 +372,12 @@ def check_fleet(c, browser, path):
     c.check(len(missing) == 1 and int(missing[0].text.split()[0]) == listed,
             f"{page}: a tile counts the org servers missing from the inventory",
             f"{[m.text for m in missing]} vs {listed} listed")
+    heads = [th.get_attribute("data-col") for th in d.find_elements(By.CSS_SELECTOR, "#matrix thead th")]
+    c.check(heads[2:-2] == VERDICT_COLUMNS, f"{page}: the check columns, evidence included", heads)
+    for col, want in EVIDENCE_COLOURS.items():
+        seen = {r["cells"][col][1] for r in facts if col in r["cells"]}
+        c.check(want <= seen, f"{page}: the {col} column holds every colour it sorts by",
+                f"{sorted(seen)}, want {sorted(want)}")
     check_sorting(c, d, "matrix", fleet_key, page)
     check_accessible_names(c, d, "matrix", page)
     check_keyboard(c, d, "matrix", page)

@@ -65,6 +65,10 @@ async fn scan(dir: &Path, toml: &str, drop_server: Option<&str>, json: &Path, ht
             "5",
             "--operation-timeout",
             "1",
+            // The demo fleet holds every evidence verdict: the evidence columns have
+            // something to sort.
+            "--evidence-days",
+            "7",
             "--quiet",
         ],
         PASSWORD,
