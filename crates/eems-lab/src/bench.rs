@@ -196,6 +196,8 @@ fn measure(
         .arg("--json")
         .arg(&json)
         .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)
+        // The measured scan is the documented one: no saved profile of the user's applies.
+        .env("EEMS_NO_PROFILE", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if o.https {
