@@ -177,6 +177,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The probe prints output without end.
     pub endless_output: bool,
+    /// Exchange's `/PowerShell` endpoint (feature `kerberos`, `exchange_ps`) does not listen.
+    pub ps_down: bool,
 }
 
 impl Fleet {

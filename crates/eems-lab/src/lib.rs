@@ -22,6 +22,8 @@
 
 pub mod bench;
 pub mod demo;
+#[cfg(feature = "kerberos")]
+pub mod exchange_ps;
 pub mod fleet;
 pub mod generate;
 pub mod http;
