@@ -350,6 +350,7 @@ async fn handle_inner(
         return unauthorized();
     };
     rec.user = Some(who.clone());
+    rec.auth = AUTH_KERBEROS.into();
     if body.is_empty() {
         let h: Vec<(&str, String)> = out_headers;
         return reply(200, &h, Vec::new());
@@ -919,31 +920,32 @@ impl Host {
     }
 }
 
-/// `(command text, IsScript)` of each command of a CreatePipeline message.
+/// `(command text, IsScript)` of each command of a CreatePipeline message: every object with a
+/// `Cmd` under `PowerShell` (the `Cmds` list and, for a nested pipeline, `ExtraCmds`), found by
+/// walking the tree rather than by one path, so that a client's extra wrapping cannot hide a
+/// script from the allow-list.
 fn commands_of(data: &str) -> Vec<(String, bool)> {
-    let Ok(values) = parse_clixml(data) else {
-        return Vec::new();
-    };
-    let cmds = values
-        .first()
-        .and_then(|v| v.properties())
-        .and_then(|p| p.get("PowerShell"))
-        .and_then(|v| v.properties())
-        .and_then(|p| p.get("Cmds"));
-    let Some(PsValue::List(cmds)) = cmds else {
-        return Vec::new();
-    };
-    cmds.iter()
-        .filter_map(|c| {
-            let p = c.properties()?;
-            let text = p.get("Cmd")?.as_str()?.to_string();
-            let is_script = p
-                .get("IsScript")
-                .and_then(PsValue::as_bool)
-                .unwrap_or(false);
-            Some((text, is_script))
-        })
-        .collect()
+    fn walk(v: &PsValue, out: &mut Vec<(String, bool)>) {
+        match v {
+            PsValue::Object(o) => {
+                if let Some(cmd) = o.get("Cmd").and_then(PsValue::as_str) {
+                    let is_script = o
+                        .get("IsScript")
+                        .and_then(PsValue::as_bool)
+                        .unwrap_or(false);
+                    out.push((cmd.to_string(), is_script));
+                }
+                o.properties.values().for_each(|p| walk(p, out));
+            }
+            PsValue::List(l) => l.iter().for_each(|p| walk(p, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(values) = parse_clixml(data) {
+        values.iter().for_each(|v| walk(v, &mut out));
+    }
+    out
 }
 
 fn strings(list: &[String]) -> PsValue {

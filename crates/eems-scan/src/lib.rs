@@ -8,6 +8,8 @@
 pub mod app;
 pub mod cli;
 #[cfg(feature = "kerberos")]
+pub mod exchange_ps;
+#[cfg(feature = "kerberos")]
 pub mod kerberos;
 pub mod render;
 pub mod scan;

@@ -3,6 +3,8 @@
 mod clixml;
 mod common;
 mod golden;
+#[cfg(feature = "kerberos")]
+mod org_psrp;
 mod reliability;
 mod report_cli;
 mod scan_lab;
