@@ -61,6 +61,10 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
         Command::Discover(args) => discover(args, password).await,
         Command::Report(args) => report(args),
         Command::Compare(args) => compare(args),
+        Command::OrgCommand => {
+            println!("{}", scan::ORG_COMMAND);
+            Ok(0)
+        }
     }
 }
 
@@ -294,6 +298,8 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         ocs_url: args.ocs_url.clone(),
         ocs_timeout_secs: args.ocs_timeout,
         max_auth_failures: args.max_auth_failures,
+        org_via: org_via(&args.org),
+        org_data: args.org_data.clone(),
     };
 
     let open = |d: &Destination| {
@@ -511,6 +517,15 @@ fn compare(args: CompareArgs) -> Result<i32, Failure> {
     Ok(if drift.has_regression() { 1 } else { 0 })
 }
 
+fn org_via(args: &crate::cli::OrgArgs) -> scan::OrgVia {
+    match args.org_via {
+        crate::cli::OrgViaArg::Winrs => scan::OrgVia::WinRs,
+        crate::cli::OrgViaArg::RemotePowershell => scan::OrgVia::RemotePowerShell {
+            port: args.org_port.unwrap_or(80),
+        },
+    }
+}
+
 async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, Failure> {
     let dest = Destination::parse(&args.out);
     dest.preflight(&[]).map_err(usage)?;
@@ -518,12 +533,18 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
     let transport = transport_config(&args.connection, password)?;
     let cancel = CancellationToken::new();
     install_signal_handlers(cancel.clone());
-    let facts = scan::discover(&transport, &args.from, args.connection.timeout(), &cancel)
-        .await
-        .map_err(|e| Failure {
-            code: 3,
-            message: e,
-        })?;
+    let facts = scan::discover(
+        &transport,
+        org_via(&args.org),
+        &args.from,
+        args.connection.timeout(),
+        &cancel,
+    )
+    .await
+    .map_err(|e| Failure {
+        code: 3,
+        message: e,
+    })?;
     let mut out = dest
         .open()
         .map_err(|e| usage(format!("cannot write the inventory: {e}")))?;

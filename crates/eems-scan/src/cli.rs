@@ -50,6 +50,32 @@ pub enum Command {
     /// least one regression; 2 an input cannot be read or compared, or a report cannot be
     /// written.
     Compare(CompareArgs),
+    /// Print one PowerShell line for the Exchange Management Shell that writes the org facts
+    /// to `eems-org.json`, for `scan --org-data` where Kerberos cannot be used.
+    OrgCommand,
+}
+
+/// How the org query (Get-OrganizationConfig, Get-ExchangeServer) reaches the organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrgViaArg {
+    /// The Exchange snap-in in a WinRS PowerShell on the org server (the default for now).
+    /// Unsupported by Microsoft, and on a real organisation it fails without delegation
+    /// (the second hop to Active Directory).
+    Winrs,
+    /// Exchange Remote PowerShell, `http://<fqdn>/PowerShell/` with Kerberos (needs the
+    /// `kerberos` feature and an Exchange view-only role; no local admin rights).
+    RemotePowershell,
+}
+
+/// Where the org query goes.
+#[derive(Debug, Clone, Args)]
+pub struct OrgArgs {
+    #[arg(long, value_enum, default_value = "winrs")]
+    pub org_via: OrgViaArg,
+
+    /// Port of the Exchange Remote PowerShell endpoint (default 80).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub org_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +98,14 @@ pub struct ScanArgs {
     /// fails, the next in-scope servers are tried, three in all.
     #[arg(long, value_name = "NAME")]
     pub org_server: Option<String>,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
+
+    /// Use the org facts in this file (written by the line `eems-scan org-command` prints)
+    /// instead of an org query; refused when older than 24 hours or malformed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["org_server", "discover_from"])]
+    pub org_data: Option<PathBuf>,
 
     /// Servers probed at once.
     #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -125,6 +159,9 @@ pub struct DiscoverArgs {
     /// Write the inventory CSV here (`-` for stdout).
     #[arg(long, value_name = "PATH", default_value = "-")]
     pub out: String,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -10,6 +10,7 @@
 //! is already rejecting, before it locks the account out.
 
 mod matching;
+mod org_source;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use eems_core::report::{
 use eems_core::text::excerpt;
 
 pub use matching::match_org_server;
+pub use org_source::{MAX_ORG_DATA_AGE, ORG_COMMAND, OrgVia, load_org_data};
 
 /// Servers the org probe is tried on before the scan gives up on org data.
 pub const ORG_ATTEMPTS: usize = 3;
@@ -49,6 +51,10 @@ pub struct ScanOptions {
     pub ocs_timeout_secs: u64,
     /// Authentication failures (servers) after which no new connection is made; 0 = off.
     pub max_auth_failures: usize,
+    /// How the org query reaches the organisation.
+    pub org_via: OrgVia,
+    /// Org facts from this file (`eems-scan org-command`) instead of any org query.
+    pub org_data: Option<std::path::PathBuf>,
 }
 
 /// Which servers to scan.
@@ -161,7 +167,10 @@ pub async fn run(
 
     // Org phase.
     let org_targets = org_targets(opts, &candidates, discover_from.as_deref());
-    let org = org_phase(&shared, &org_targets, progress).await;
+    let org = match &opts.org_data {
+        Some(file) => org_source::org_from_file(file, &candidates),
+        None => org_phase(&shared, &org_targets, progress).await,
+    };
     shared.org_server = org.queried_on.clone();
     shared.org = match &org.facts {
         Some(f) => OrgFacts {
@@ -407,6 +416,20 @@ fn org_targets(
 }
 
 async fn org_phase(shared: &Shared, targets: &[Target], progress: &dyn Progress) -> OrgResult {
+    #[cfg(feature = "kerberos")]
+    if let OrgVia::RemotePowerShell { port } = shared.opts.org_via {
+        return org_source::org_over_remote_powershell(shared, targets, port, progress).await;
+    }
+    #[cfg(not(feature = "kerberos"))]
+    if let OrgVia::RemotePowerShell { .. } = shared.opts.org_via {
+        return OrgResult {
+            facts: None,
+            queried_on: None,
+            error: Some(
+                "the org query over Remote PowerShell needs Kerberos: rebuild with `--features kerberos`".into(),
+            ),
+        };
+    }
     let mut errors = Vec::new();
     let script = probe::org_script();
     for t in targets {
@@ -663,6 +686,7 @@ fn discovered_entry(s: &ExchangeServerFacts, line: usize) -> InventoryEntry {
 /// servers (for `discover`).
 pub async fn discover(
     transport: &TransportConfig,
+    org_via: OrgVia,
     from: &str,
     timeout: Duration,
     cancel: &CancellationToken,
@@ -676,6 +700,8 @@ pub async fn discover(
             ocs_url: String::new(),
             ocs_timeout_secs: 0,
             max_auth_failures: 0,
+            org_via,
+            org_data: None,
         },
         org: OrgFacts::default(),
         org_server: None,

@@ -186,3 +186,103 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     ok.shutdown().await;
     no_role.shutdown().await;
 }
+
+/// The real binary: `scan --org-via remote-powershell` against the lab, host probes over
+/// WinRS as before. EX01's `/PowerShell` is down, so the org query falls back to EX02, the
+/// next in-scope server; the WinRS side never sees the snap-in org probe.
+#[tokio::test]
+#[cfg_attr(
+    eems_no_kdc,
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+)]
+async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes_over_winrs() {
+    const PS_PORT: u16 = 18069;
+    let fleet = fleet_from_toml(&fleet_toml(
+        "",
+        &[
+            (
+                "EX01".into(),
+                "127.0.69.1".into(),
+                "[server.faults]\nps_down = true".into(),
+            ),
+            ("EX02".into(), "127.0.69.2".into(), String::new()),
+            ("EX03".into(), "127.0.69.3".into(), String::new()),
+        ],
+    ));
+    let dir = eems_lab::testkit::scratch(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "org-psrp-scan",
+    );
+    let lab = eems_lab::testkit::start_lab(fleet.clone(), &dir).await;
+    let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
+        .await
+        .unwrap();
+    let log = Arc::new(RequestLog::new(None, true).unwrap());
+    let ps = ExchangePs::start(
+        &fleet,
+        &realm,
+        exchange_ps::Options {
+            port: PS_PORT,
+            no_role: vec![],
+            log: log.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let json = dir.join("out.json");
+    let inv = dir.join("inventory.csv");
+    let args: Vec<String> = [
+        "scan",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--user",
+        USER,
+        "--json",
+        json.to_str().unwrap(),
+        "--org-via",
+        "remote-powershell",
+        "--org-port",
+        &PS_PORT.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut env = realm.client_env();
+    env.push((
+        "KRB5CCNAME",
+        format!("FILE:{}", realm.dir().join("none.ccache").display()).into(),
+    ));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+            .args(&args)
+            .envs(env)
+            .env("EEMS_PASSWORD", PASSWORD)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let org = &report["organization"];
+    assert_eq!(org["queried_on"], "EX02", "{org}\n{stderr}");
+    assert_eq!(org["name"], "Fabrikam");
+    assert!(org["error"].is_null(), "{org}");
+    for r in report["servers"].as_array().unwrap() {
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    // No second hop: the WinRS side ran host probes only.
+    let winrs = lab.log_records();
+    assert!(winrs.iter().any(|r| r.probe.as_deref() == Some("host")));
+    assert!(
+        winrs.iter().all(|r| r.probe.as_deref() != Some("org")),
+        "the snap-in org probe ran over WinRS"
+    );
+    let invoked: Vec<_> = log.records().into_iter().filter_map(|r| r.probe).collect();
+    assert_eq!(invoked, ["Get-OrganizationConfig", "Get-ExchangeServer"]);
+    ps.shutdown().await;
+    lab.shutdown().await;
+}
