@@ -11,7 +11,6 @@ use eems_core::facts::OrgFacts;
 use eems_core::inventory::InventoryEntry;
 
 use super::OrgResult;
-use crate::transport::Target;
 
 /// How the org query reaches the organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,7 +125,7 @@ pub(super) fn org_from_file(path: &Path, inventory: &[InventoryEntry]) -> OrgRes
 #[cfg(feature = "kerberos")]
 pub(super) async fn org_over_remote_powershell(
     shared: &super::Shared,
-    targets: &[Target],
+    targets: &[crate::transport::Target],
     port: u16,
     progress: &dyn super::Progress,
 ) -> OrgResult {

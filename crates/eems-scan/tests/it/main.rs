@@ -3,6 +3,7 @@
 mod clixml;
 mod common;
 mod golden;
+mod org_data;
 #[cfg(feature = "kerberos")]
 mod org_psrp;
 mod reliability;
