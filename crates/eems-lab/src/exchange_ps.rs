@@ -218,16 +218,10 @@ fn reply(status: u16, headers: &[(&str, String)], body: Vec<u8>) -> Response<Ful
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
-    // kerbauth offers Kerberos; Negotiate is kept so that a SPNEGO client may try, and is
-    // then refused unless its token is Kerberos.
-    let mut r = reply(401, &[], Vec::new());
-    for scheme in ["Negotiate", "Kerberos"] {
-        r.headers_mut().append(
-            "WWW-Authenticate",
-            hyper::header::HeaderValue::from_static(scheme),
-        );
-    }
-    r
+    // kerbauth offers the Kerberos scheme only (what `-Authentication Kerberos` and pypsrp
+    // then use, with HTTP-Kerberos-session-encrypted); a Negotiate header carrying a raw
+    // Kerberos token is still accepted, sealed under the SPNEGO MIME protocol.
+    reply(401, &[("WWW-Authenticate", "Kerberos".into())], Vec::new())
 }
 
 async fn handle(
@@ -826,13 +820,32 @@ impl Host {
                     PsValue::Object(state),
                 );
             }
-            Err((message, error_id, category)) => {
+            Err((message, error_id, exception_type)) => {
                 let exception = PsObject::new()
                     .with("Message", PsValue::String(message.clone()))
-                    .with_type_names([category, "System.Exception", "System.Object"]);
+                    .with_type_names([exception_type, "System.Exception", "System.Object"]);
+                // The members PowerShell's ErrorRecord serialization always writes (pypsrp
+                // requires SerializeExtendedInfo and the category).
+                let (category, category_name) = match error_id {
+                    "ScriptsNotAllowed" => (17, "ParserError"),
+                    "CommandNotFoundException" => (13, "ObjectNotFound"),
+                    _ => (0, "NotSpecified"),
+                };
+                let reason = exception_type.rsplit('.').next().unwrap_or(exception_type);
                 let record = PsObject::new()
                     .with("Exception", PsValue::Object(exception))
+                    .with("TargetObject", PsValue::Null)
                     .with("FullyQualifiedErrorId", PsValue::String(error_id.into()))
+                    .with("SerializeExtendedInfo", PsValue::Bool(false))
+                    .with("ErrorCategory_Category", PsValue::I32(category))
+                    .with("ErrorCategory_Activity", PsValue::String(String::new()))
+                    .with("ErrorCategory_Reason", PsValue::String(reason.into()))
+                    .with("ErrorCategory_TargetName", PsValue::String(String::new()))
+                    .with("ErrorCategory_TargetType", PsValue::String(String::new()))
+                    .with(
+                        "ErrorCategory_Message",
+                        PsValue::String(format!("{category_name}: (:) [], {reason}")),
+                    )
                     .with_type_names(["System.Management.Automation.ErrorRecord", "System.Object"]);
                 let state = PsObject::new()
                     .with("PipelineState", PsValue::I32(5))

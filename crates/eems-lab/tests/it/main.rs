@@ -6,5 +6,7 @@ mod lab_net;
 mod lab_wsman;
 #[cfg(unix)]
 mod perf_smoke;
+#[cfg(feature = "kerberos")]
+mod pypsrp_exchange;
 mod pywinrm;
 mod winrm_patch;

@@ -2,7 +2,9 @@
 //! Shell line of `eems-scan org-command` writes, instead of an org query. The real binary
 //! against the lab: host probes over WinRS as always, no org query at all.
 
-use crate::common::{PASSWORD, eems_scan, fleet_from_toml, fleet_toml, scan_lab, scratch, start_lab};
+use crate::common::{
+    PASSWORD, eems_scan, fleet_from_toml, fleet_toml, scan_lab, scratch, start_lab,
+};
 
 fn now() -> String {
     time::OffsetDateTime::now_utc()
@@ -64,20 +66,32 @@ async fn org_data_file_replaces_the_org_query_and_bad_files_are_named() {
 
     // Malformed, stale and foreign files: the org section says which file and why.
     let cases = [
-        ("broken.json", "{\"eems_org_data\":1,".to_string(), "not the JSON `eems-scan org-command` writes"),
+        (
+            "broken.json",
+            "{\"eems_org_data\":1,".to_string(),
+            "not the JSON `eems-scan org-command` writes",
+        ),
         (
             "stale.json",
             org_file("Fabrikam", &["EX01"]).replace(&now()[..4], "2020"),
             "older than 24 h",
         ),
-        ("foreign.json", org_file("Contoso", &["CX01"]), "from another organisation"),
+        (
+            "foreign.json",
+            org_file("Contoso", &["CX01"]),
+            "from another organisation",
+        ),
     ];
     for (name, text, want) in cases {
         let f = dir.join(name);
         std::fs::write(&f, text).unwrap();
         let (_, rep) = scan_lab(&dir, PASSWORD, &["--org-data", f.to_str().unwrap()]).await;
         let err = rep["organization"]["error"].as_str().unwrap_or_default();
-        assert!(err.contains(name) && err.contains(want), "{name}: {}", rep["organization"]);
+        assert!(
+            err.contains(name) && err.contains(want),
+            "{name}: {}",
+            rep["organization"]
+        );
     }
     lab.shutdown().await;
 }
