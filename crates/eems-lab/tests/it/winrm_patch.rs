@@ -2,12 +2,11 @@
 //! needs, against the lab: connect-to (the URL names the FQDN, TCP goes to the address) and a
 //! caller's Kerberos credential (a TGT from the password, in memory, no ticket cache).
 
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::Path;
 
 use eems_lab::testkit::{PASSWORD, USER, demo_fleet, scratch, start_lab};
-use winrm_rs::{AuthMethod, WinrmClient, WinrmConfig, WinrmCredentials};
+use winrm_rs::{WinrmClient, WinrmConfig, WinrmCredentials};
 
 /// `ex01.lab.local` is in no DNS: the scan works only because the connection goes to the
 /// server's loopback address, while NTLM and, over HTTPS, certificate verification see the FQDN.
@@ -80,6 +79,8 @@ mod kerberos {
     use libgssapi::credential::{Cred, CredUsage};
     use libgssapi::name::Name;
     use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_KRB5_PRINCIPAL, OidSet};
+    use std::ffi::OsString;
+    use winrm_rs::AuthMethod;
 
     const THIS_TEST: &str = "winrm_patch::kerberos::a_password_credential_asks_the_kdc_for_http_fqdn_and_dials_the_address";
 
