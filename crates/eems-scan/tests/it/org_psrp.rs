@@ -197,8 +197,9 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
 )]
 async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes_over_winrs() {
     const PS_PORT: u16 = 18069;
+    // As on a real organisation: WinRS logons cannot reach AD, so the snap-in path fails.
     let fleet = fleet_from_toml(&fleet_toml(
-        "",
+        "second_hop_denied = true",
         &[
             (
                 "EX01".into(),
@@ -231,6 +232,48 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     .unwrap();
     let json = dir.join("out.json");
     let inv = dir.join("inventory.csv");
+    let mut env = realm.client_env();
+    env.push((
+        "KRB5CCNAME",
+        format!("FILE:{}", realm.dir().join("none.ccache").display()).into(),
+    ));
+    let run = |args: Vec<String>, env: Vec<(&'static str, OsString)>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+                .args(&args)
+                .envs(env)
+                .env("EEMS_PASSWORD", PASSWORD)
+                .env("NO_COLOR", "1")
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap()
+        })
+    };
+    // The default WinRS org probe hits the second hop on every org server it tries.
+    let winrs_json = dir.join("winrs.json");
+    let winrs_args: Vec<String> = [
+        "scan",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--user",
+        USER,
+        "--json",
+        winrs_json.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run(winrs_args, env.clone()).await.unwrap();
+    let winrs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&winrs_json).unwrap()).unwrap();
+    let err = winrs["organization"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("Active Directory operation failed"),
+        "{}",
+        winrs["organization"]
+    );
+    let records_before = lab.log_records().len();
+
     let args: Vec<String> = [
         "scan",
         "--inventory",
@@ -247,23 +290,7 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut env = realm.client_env();
-    env.push((
-        "KRB5CCNAME",
-        format!("FILE:{}", realm.dir().join("none.ccache").display()).into(),
-    ));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-            .args(&args)
-            .envs(env)
-            .env("EEMS_PASSWORD", PASSWORD)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run(args, env).await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -275,10 +302,11 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         assert_eq!(r["status"], "ok", "{r}");
     }
     // No second hop: the WinRS side ran host probes only.
-    let winrs = lab.log_records();
-    assert!(winrs.iter().any(|r| r.probe.as_deref() == Some("host")));
+    let records = lab.log_records();
+    let this_scan = &records[records_before..];
+    assert!(this_scan.iter().any(|r| r.probe.as_deref() == Some("host")));
     assert!(
-        winrs.iter().all(|r| r.probe.as_deref() != Some("org")),
+        this_scan.iter().all(|r| r.probe.as_deref() != Some("org")),
         "the snap-in org probe ran over WinRS"
     );
     let invoked: Vec<_> = log.records().into_iter().filter_map(|r| r.probe).collect();
