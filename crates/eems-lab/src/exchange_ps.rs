@@ -69,12 +69,17 @@ pub struct Options {
     /// Accounts (`user@REALM`, any case) that authenticate but hold no Exchange role.
     pub no_role: Vec<String>,
     pub log: Arc<RequestLog>,
+    /// HTTPS (`https://<fqdn>/PowerShell/`) with a CA made at start ([`ExchangePs::ca_pem`]);
+    /// the bodies are then not sealed, as Windows does not seal inside TLS.
+    pub https: bool,
 }
 
 /// The running endpoints: one listener per host that is neither `down` nor `ps_down`.
 pub struct ExchangePs {
     /// (server name, fqdn, bound address).
     pub endpoints: Vec<(String, String, SocketAddr)>,
+    /// The CA of the HTTPS endpoints.
+    pub ca_pem: Option<String>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -92,6 +97,11 @@ impl ExchangePs {
         );
         let mut endpoints = Vec::new();
         let mut tasks = Vec::new();
+        let pki = if opts.https {
+            Some(crate::tls::LabPki::new(&fleet.org.name)?)
+        } else {
+            None
+        };
         for s in fleet.servers.iter() {
             if s.faults.down || s.faults.ps_down {
                 continue;
@@ -107,6 +117,10 @@ impl ExchangePs {
                 )
             })?;
             let bound = l.local_addr()?;
+            let tls = match &pki {
+                Some(p) => Some(p.host(&s.name, &fqdn, s.address)?.config),
+                None => None,
+            };
             endpoints.push((s.name.clone(), fqdn, bound));
             let host = Arc::new(Host {
                 name: s.name.clone(),
@@ -117,10 +131,11 @@ impl ExchangePs {
                 log: opts.log.clone(),
                 shells: Mutex::new(HashMap::new()),
             });
-            tasks.push(tokio::spawn(accept_loop(host, l, cancel.clone())));
+            tasks.push(tokio::spawn(accept_loop(host, l, tls, cancel.clone())));
         }
         Ok(ExchangePs {
             endpoints,
+            ca_pem: pki.map(|p| p.ca_pem().to_string()),
             cancel,
             tasks,
         })
@@ -169,7 +184,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn accept_loop(host: Arc<Host>, listener: TcpListener, cancel: CancellationToken) {
+async fn accept_loop(
+    host: Arc<Host>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: CancellationToken,
+) {
     let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let accepted = tokio::select! {
@@ -183,25 +203,46 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, cancel: Cancellatio
         let id = conn_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let host = host.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let ctx: Arc<Mutex<Option<(AcceptContext, Protocol, String)>>> =
-                Arc::new(Mutex::new(None));
-            let svc = hyper::service::service_fn(move |req| {
-                let host = host.clone();
-                let ctx = ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&host, &ctx, id, req).await) }
-            });
-            let serve = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(IDLE)
-                .serve_connection(TokioIo::new(stream), svc);
+            let serve = async {
+                match tls {
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        if let Ok(Ok(s)) =
+                            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
+                                .await
+                        {
+                            serve(host, s, id, true).await;
+                        }
+                    }
+                    None => serve(host, stream, id, false).await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = tokio::time::timeout(MAX_CONNECTION_LIFE, serve) => {}
             }
         });
     }
+}
+
+async fn serve<I>(host: Arc<Host>, io: I, id: u64, tls: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx: Arc<ConnAuth> = Arc::new(Mutex::new(None));
+    let svc = hyper::service::service_fn(move |req| {
+        let host = host.clone();
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&host, &ctx, id, tls, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(IDLE)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 type ConnAuth = Mutex<Option<(AcceptContext, Protocol, String)>>;
@@ -228,13 +269,14 @@ async fn handle(
     host: &Host,
     conn: &ConnAuth,
     id: u64,
+    tls: bool,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
     let mut rec = LogRecord {
         ts_ms: log::now_ms(),
         server: format!("{}/PowerShell", host.name),
         conn: id,
-        tls: false,
+        tls,
         auth: log::AUTH_NONE.into(),
         step: log::STEP_REQUEST.into(),
         sealed: false,
@@ -349,22 +391,26 @@ async fn handle_inner(
         let h: Vec<(&str, String)> = out_headers;
         return reply(200, &h, Vec::new());
     }
-    if !content_type
+    let sealed_body = content_type
         .to_ascii_lowercase()
-        .starts_with("multipart/encrypted")
-    {
+        .starts_with("multipart/encrypted");
+    if !sealed_body && !rec.tls {
         rec.plaintext_soap = true;
         rec.note = Some("plaintext SOAP refused: the body must be sealed".into());
         return reply(400, &[], Vec::new());
     }
-    let plain = match ctx.unseal(&body, *protocol) {
-        Ok(p) => p,
-        Err(e) => {
-            rec.note = Some(e.to_string());
-            return reply(400, &[], Vec::new());
+    let plain = if sealed_body {
+        match ctx.unseal(&body, *protocol) {
+            Ok(p) => p,
+            Err(e) => {
+                rec.note = Some(e.to_string());
+                return reply(400, &[], Vec::new());
+            }
         }
+    } else {
+        body.to_vec()
     };
-    rec.sealed = true;
+    rec.sealed = sealed_body;
     let who = who.clone();
     let (status, soap) = match parse_xml(&plain) {
         Ok(doc) => host.soap(&doc, &who, rec),
@@ -377,6 +423,13 @@ async fn handle_inner(
             ),
         ),
     };
+    if !sealed_body {
+        out_headers.push((
+            "Content-Type",
+            "application/soap+xml;charset=UTF-8".to_string(),
+        ));
+        return reply(status, &out_headers, soap);
+    }
     let sealed = match ctx.seal(&soap, *protocol) {
         Ok(s) => s,
         Err(e) => {

@@ -298,7 +298,7 @@ async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32, Failure> 
         ocs_url: args.ocs_url.clone(),
         ocs_timeout_secs: args.ocs_timeout,
         max_auth_failures: args.max_auth_failures,
-        org_via: org_via(&args.org),
+        org_via: org_via(&args.org, args.connection.https),
         org_data: args.org_data.clone(),
     };
 
@@ -517,11 +517,11 @@ fn compare(args: CompareArgs) -> Result<i32, Failure> {
     Ok(if drift.has_regression() { 1 } else { 0 })
 }
 
-fn org_via(args: &crate::cli::OrgArgs) -> scan::OrgVia {
+fn org_via(args: &crate::cli::OrgArgs, https: bool) -> scan::OrgVia {
     match args.org_via {
         crate::cli::OrgViaArg::Winrs => scan::OrgVia::WinRs,
         crate::cli::OrgViaArg::RemotePowershell => scan::OrgVia::RemotePowerShell {
-            port: args.org_port.unwrap_or(80),
+            port: args.org_port.unwrap_or(if https { 443 } else { 80 }),
         },
     }
 }
@@ -535,7 +535,7 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
     install_signal_handlers(cancel.clone());
     let facts = scan::discover(
         &transport,
-        org_via(&args.org),
+        org_via(&args.org, args.connection.https),
         &args.from,
         args.connection.timeout(),
         &cancel,

@@ -4,6 +4,10 @@
 //! `-Authentication Kerberos` does (`Kerberos` HTTP scheme,
 //! `multipart/encrypted;protocol="application/HTTP-Kerberos-session-encrypted"`).
 //!
+//! With `--https`, `https://<fqdn>/PowerShell/` (443): TLS carries the privacy, the bodies are
+//! plain SOAP after the Kerberos handshake, as Windows does over HTTPS (no channel binding:
+//! Exchange's front end has Extended Protection off for `/PowerShell` by default).
+//!
 //! Only two bare command invocations are sent, `Get-OrganizationConfig` and
 //! `Get-ExchangeServer`: Exchange's runspace is NoLanguage, so script text is refused, and the
 //! projection the old `org.ps1` did in PowerShell happens here on deserialized property bags.
@@ -58,12 +62,49 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 pub struct Endpoint {
     pub fqdn: String,
     pub connect: SocketAddr,
+    /// HTTPS with this client configuration ([`tls_config`]); `None`: HTTP, bodies sealed.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// TLS for `--https`: the system's roots, plus `--ca-cert` when given. Errors name the file.
+pub fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "--ca-cert {}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Why the org query failed on one server, in words that name the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum OrgQueryError {
-    #[error("cannot connect to {addr} for http://{fqdn}/PowerShell/: {detail}")]
+    #[error("cannot connect to {addr} for {fqdn}/PowerShell/: {detail}")]
     Connect {
         fqdn: String,
         addr: SocketAddr,
@@ -270,6 +311,8 @@ struct Connection {
     shell_id: Option<String>,
     /// The running pipeline's command id (Send and Receive address it).
     command_id: Option<String>,
+    /// Bodies sealed with the Kerberos session (HTTP); inside TLS they are not.
+    sealed: bool,
     _driver: tokio::task::JoinHandle<()>,
 }
 
@@ -290,23 +333,49 @@ impl Connection {
                 detail: e.to_string(),
             })?;
         let _ = stream.set_nodelay(true);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| OrgQueryError::Connect {
-                fqdn: ep.fqdn.clone(),
-                addr: ep.connect,
-                detail: e.to_string(),
-            })?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let connect_err = |detail: String| OrgQueryError::Connect {
+            fqdn: ep.fqdn.clone(),
+            addr: ep.connect,
+            detail,
+        };
+        let (mut send, driver) = match &ep.tls {
+            None => {
+                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?;
+                let driver = tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                (send, driver)
+            }
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(ep.fqdn.clone())
+                    .map_err(|e| connect_err(format!("bad server name: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| connect_err(format!("TLS: {e}")))?;
+                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?;
+                let driver = tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                (send, driver)
+            }
+        };
+        let (scheme, default_port) = if ep.tls.is_some() {
+            ("https", 443)
+        } else {
+            ("http", DEFAULT_PORT)
+        };
         let port = ep.connect.port();
-        let authority = if port == DEFAULT_PORT {
+        let authority = if port == default_port {
             ep.fqdn.clone()
         } else {
             format!("{}:{port}", ep.fqdn)
         };
-        let url = format!("http://{authority}/PowerShell/");
+        let url = format!("{scheme}://{authority}/PowerShell/");
         // libkrb5 talks to the KDC synchronously.
         let fqdn = ep.fqdn.clone();
         let (mut ctx, token) = tokio::task::spawn_blocking(move || creds.initial_token(&fqdn))
@@ -386,6 +455,7 @@ impl Connection {
             url,
             shell_id: None,
             command_id: None,
+            sealed: ep.tls.is_none(),
             _driver: driver,
         })
     }
@@ -455,10 +525,17 @@ impl Connection {
             self.url,
             uuid::Uuid::new_v4().to_string().to_ascii_uppercase()
         );
-        let sealed = self.seal(envelope.as_bytes())?;
+        let (content_type, body) = if self.sealed {
+            (
+                Protocol::Kerberos.content_type(),
+                self.seal(envelope.as_bytes())?,
+            )
+        } else {
+            ("application/soap+xml;charset=UTF-8", envelope.into_bytes())
+        };
         let req = hyper::Request::post(&self.url)
-            .header("Content-Type", Protocol::Kerberos.content_type())
-            .body(Full::new(Bytes::from(sealed)))
+            .header("Content-Type", content_type)
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.protocol(e.to_string()))?;
         let resp = self
             .send
@@ -479,7 +556,11 @@ impl Connection {
         if body.is_empty() {
             return Err(self.protocol(format!("HTTP {status} with an empty body")));
         }
-        let plain = self.unseal(&body)?;
+        let plain = if self.sealed {
+            self.unseal(&body)?
+        } else {
+            body.to_vec()
+        };
         let xml =
             String::from_utf8(plain).map_err(|_| self.protocol("answer is not UTF-8".into()))?;
         if let Some(fault) = fault_of(&xml) {

@@ -42,6 +42,7 @@ async fn pypsrp_runs_both_cmdlets_over_kerberos_and_script_text_is_refused() {
             port: 0,
             no_role: vec![],
             log: log.clone(),
+            https: false,
         },
     )
     .await

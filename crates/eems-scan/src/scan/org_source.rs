@@ -155,6 +155,19 @@ pub(super) async fn org_over_remote_powershell(
         Ok(Err(e)) => return fail(format!("org query over Remote PowerShell: Kerberos: {e}")),
         Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
     };
+    let tls = if t.https {
+        if t.insecure {
+            return fail(
+                "org query over Remote PowerShell: --insecure is not supported; give the CA with --ca-cert".into(),
+            );
+        }
+        match crate::exchange_ps::tls_config(t.ca_cert.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
+        }
+    } else {
+        None
+    };
     let domain = creds.realm().to_ascii_lowercase();
     let mut errors = Vec::new();
     for target in targets {
@@ -185,7 +198,11 @@ pub(super) async fn org_over_remote_powershell(
         tracing::info!(server = %target.name, %fqdn, "org query over Remote PowerShell");
         match query_org(
             creds.clone(),
-            &Endpoint { fqdn, connect },
+            &Endpoint {
+                fqdn,
+                connect,
+                tls: tls.clone(),
+            },
             shared.opts.timeout,
         )
         .await

@@ -21,9 +21,12 @@ const THIS_TEST: &str =
 fn endpoint(var: &str) -> Endpoint {
     let v = std::env::var(var).unwrap_or_else(|_| panic!("{var} not set"));
     let (fqdn, addr) = v.split_once('=').unwrap();
+    let tls = std::env::var_os("EEMS_PS_CA")
+        .map(|ca| eems_scan::exchange_ps::tls_config(Some(std::path::Path::new(&ca))).unwrap());
     Endpoint {
         fqdn: fqdn.into(),
         connect: addr.parse().unwrap(),
+        tls: if var.ends_with("_TLS") { tls } else { None },
     }
 }
 
@@ -78,6 +81,11 @@ async fn child() {
         .unwrap_err();
     assert!(matches!(e, OrgQueryError::Connect { .. }), "{e}");
     assert!(e.to_string().contains("/PowerShell/"), "{e}");
+    // HTTPS: the same query inside TLS, bodies not sealed.
+    let facts = query_org(creds.clone(), &endpoint("EEMS_PS_OK_TLS"), t)
+        .await
+        .unwrap();
+    assert_eq!(facts.servers.len(), 3, "{facts:?}");
     println!("child: all org query scenarios passed");
 }
 
@@ -119,6 +127,7 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         port: 0,
         no_role,
         log: log.clone(),
+        https: false,
     };
     let ok = ExchangePs::start(&fleet, &realm, options(vec![]))
         .await
@@ -126,6 +135,18 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     let no_role = ExchangePs::start(&fleet, &realm, options(vec![realm.user_principal()]))
         .await
         .unwrap();
+    let tls = ExchangePs::start(
+        &fleet,
+        &realm,
+        exchange_ps::Options {
+            https: true,
+            ..options(vec![])
+        },
+    )
+    .await
+    .unwrap();
+    let ca = realm.dir().join("ps-ca.pem");
+    std::fs::write(&ca, tls.ca_pem.as_deref().unwrap()).unwrap();
     assert!(ok.addr("EX02").is_none(), "ps_down takes the endpoint down");
     // A closed port on EX02's address stands for its endpoint.
     let down = std::net::TcpListener::bind("127.0.68.2:0").unwrap();
@@ -142,6 +163,11 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         "EEMS_PS_NOROLE",
         OsString::from(format!("ex03.lab.local={}", no_role.addr("EX03").unwrap())),
     ));
+    env.push((
+        "EEMS_PS_OK_TLS",
+        OsString::from(format!("ex01.lab.local={}", tls.addr("EX01").unwrap())),
+    ));
+    env.push(("EEMS_PS_CA", ca.into_os_string()));
     env.push((
         "EEMS_PS_DOWN",
         OsString::from(format!("ex02.lab.local={down_addr}")),
@@ -163,8 +189,12 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     assert!(
         ps.iter()
             .filter(|r| r.action.is_some())
-            .all(|r| r.sealed && !r.plaintext_soap),
-        "{ps:?}"
+            .all(|r| r.sealed != r.tls && !r.plaintext_soap),
+        "sealed over HTTP, plain inside TLS: {ps:?}"
+    );
+    assert!(
+        ps.iter()
+            .any(|r| r.tls && r.action.as_deref() == Some("Command"))
     );
     let invoked: Vec<_> = ps.iter().filter_map(|r| r.probe.clone()).collect();
     assert_eq!(
@@ -172,7 +202,9 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         [
             "Get-OrganizationConfig",
             "Get-ExchangeServer",
-            "Get-OrganizationConfig"
+            "Get-OrganizationConfig",
+            "Get-OrganizationConfig",
+            "Get-ExchangeServer",
         ],
         "{ps:?}"
     );
@@ -185,6 +217,7 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     }
     ok.shutdown().await;
     no_role.shutdown().await;
+    tls.shutdown().await;
 }
 
 /// The real binary: `scan --org-via remote-powershell` against the lab, host probes over
@@ -226,6 +259,7 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
             port: PS_PORT,
             no_role: vec![],
             log: log.clone(),
+            https: false,
         },
     )
     .await
