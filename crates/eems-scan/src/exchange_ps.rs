@@ -537,6 +537,12 @@ impl Connection {
             .header("Content-Type", content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.protocol(e.to_string()))?;
+        // hyper refuses (canceled) a request sent before the connection is back to idle,
+        // which it is only once the driver task has processed the previous response.
+        self.send
+            .ready()
+            .await
+            .map_err(|e| self.protocol(format!("connection lost: {e}")))?;
         let resp = self
             .send
             .send_request(req)

@@ -345,6 +345,42 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     );
     let invoked: Vec<_> = log.records().into_iter().filter_map(|r| r.probe).collect();
     assert_eq!(invoked, ["Get-OrganizationConfig", "Get-ExchangeServer"]);
+    // `discover` asks the same way.
+    let discover: Vec<String> = [
+        "discover",
+        "--from",
+        "EX03",
+        "--user",
+        USER,
+        "--org-via",
+        "remote-powershell",
+        "--org-port",
+        &PS_PORT.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut env = realm.client_env();
+    env.push((
+        "KRB5CCNAME",
+        format!("FILE:{}", realm.dir().join("none.ccache").display()).into(),
+    ));
+    // EX03 is not in DNS: the org query connects to the name `discover` was given.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eems-scan"))
+            .args(&discover)
+            .envs(env)
+            .env("EEMS_PASSWORD", PASSWORD)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("EX03: cannot resolve EX03"), "{stderr}");
     ps.shutdown().await;
     lab.shutdown().await;
 }
