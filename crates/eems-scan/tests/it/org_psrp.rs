@@ -41,9 +41,15 @@ async fn child() {
     );
     let t = Duration::from_secs(30);
     // The organisation as Exchange's remote session describes it.
+    let started = std::time::Instant::now();
     let facts = query_org(creds.clone(), &endpoint("EEMS_PS_OK"), t)
         .await
         .unwrap();
+    // Measured, not asserted: the time of one whole org query (service ticket included).
+    println!(
+        "child: one org query over PSRP took {} ms",
+        started.elapsed().as_millis()
+    );
     assert_eq!(facts.name.as_deref(), Some("Fabrikam"), "{facts:?}");
     assert_eq!(facts.mitigations_enabled, Some(true));
     assert_eq!(facts.error, None);
@@ -176,6 +182,9 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         .await
         .unwrap();
     assert!(out.contains("all org query scenarios passed"), "{out}");
+    for line in out.lines().filter(|l| l.contains(" took ")) {
+        println!("{line}");
+    }
     let records = log.records();
     let ps: Vec<_> = records
         .iter()
