@@ -37,6 +37,12 @@ pub struct OrgSpec {
     /// Get-ExchangeServer throws with this message.
     #[serde(default)]
     pub servers_error: Option<String>,
+    /// WinRS sessions are network logons that cannot reach Active Directory (no CredSSP, no
+    /// unconstrained delegation), as on a real organisation: the snap-in org probe gets an
+    /// Active Directory error and no result. Exchange Remote PowerShell is unaffected (its
+    /// cmdlets run as the Exchange Trusted Subsystem).
+    #[serde(default)]
+    pub second_hop_denied: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +186,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The probe prints output without end.
     pub endless_output: bool,
+    /// Exchange's `/PowerShell` endpoint (feature `kerberos`, `exchange_ps`) does not listen.
+    pub ps_down: bool,
 }
 
 impl Fleet {

@@ -379,6 +379,7 @@ pub fn generate(o: &GenOptions) -> Fleet {
             mitigations_enabled: Some(true),
             error: None,
             servers_error: None,
+            second_hop_denied: false,
         },
         accounts: Vec::new(),
         listener: ListenerSpec::default(),

@@ -23,6 +23,8 @@
 pub mod bench;
 pub mod demo;
 pub mod evidence;
+#[cfg(feature = "kerberos")]
+pub mod exchange_ps;
 pub mod fleet;
 pub mod generate;
 pub mod http;

@@ -95,6 +95,32 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Print one PowerShell line for the Exchange Management Shell that writes the org facts
+    /// to `eems-org.json`, for `scan --org-data` where Kerberos cannot be used.
+    OrgCommand,
+}
+
+/// How the org query (Get-OrganizationConfig, Get-ExchangeServer) reaches the organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrgViaArg {
+    /// The Exchange snap-in in a WinRS PowerShell on the org server (the default for now).
+    /// Unsupported by Microsoft, and on a real organisation it fails without delegation
+    /// (the second hop to Active Directory).
+    Winrs,
+    /// Exchange Remote PowerShell, `http://<fqdn>/PowerShell/` with Kerberos (needs the
+    /// `kerberos` feature and an Exchange view-only role; no local admin rights).
+    RemotePowershell,
+}
+
+/// Where the org query goes.
+#[derive(Debug, Clone, Args)]
+pub struct OrgArgs {
+    #[arg(long, value_enum, default_value = "winrs")]
+    pub org_via: OrgViaArg,
+
+    /// Port of the Exchange Remote PowerShell endpoint (default 80).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub org_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +147,14 @@ pub struct ScanArgs {
     /// longer script, the evidence part is a second command per server (README, Performance).
     #[arg(long, value_name = "DAYS", num_args = 0..=1, default_missing_value = "7", value_parser = clap::value_parser!(u32).range(1..=365))]
     pub evidence_days: Option<u32>,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
+
+    /// Use the org facts in this file (written by the line `eems-scan org-command` prints)
+    /// instead of an org query; refused when older than 24 hours or malformed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["org_server", "discover_from"])]
+    pub org_data: Option<PathBuf>,
 
     /// Stop connecting once authentication failed on this many servers, so a wrong
     /// password cannot lock the account out across the fleet (0 = no guard).
@@ -215,6 +249,9 @@ pub struct DiscoverArgs {
     /// Write the inventory CSV here (`-` for stdout).
     #[arg(long, value_name = "PATH", default_value = "-")]
     pub out: String,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

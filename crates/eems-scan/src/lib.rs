@@ -8,6 +8,8 @@
 pub mod app;
 pub mod cli;
 pub mod doctor;
+#[cfg(feature = "kerberos")]
+pub mod exchange_ps;
 pub mod exit;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;

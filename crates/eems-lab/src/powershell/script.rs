@@ -122,6 +122,36 @@ pub(super) fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> 
         return exec;
     }
 
+    if probe == "org" && ctx.fleet.org.second_hop_denied {
+        // The snap-in loads; its first cmdlet then reads AD as the caller's network logon,
+        // which has no credentials to pass on. Not a verbatim capture from Exchange
+        // (psrp-kerberos.md §0, §6): the shape of an ADOperationException on stderr.
+        let offset = body
+            .find("Get-OrganizationConfig")
+            .map_or(header.body_offset, |i| header.body_offset + i);
+        let domain = server
+            .fqdn()
+            .split_once('.')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
+        let lines = error_lines(
+            &format!(
+                "Active Directory operation failed on dc01.{domain}. This error is not retriable. Additional information: An operations error occurred. Active directory response: 000004DC: LdapErr: DSID-0C090A5C, comment: In order to perform this operation a successful bind must be completed on the connection., data 0, v4563"
+            ),
+            script,
+            offset,
+            "Get-OrganizationConfig".len(),
+            "NotSpecified: (:) [Get-OrganizationConfig], ADOperationException",
+            "Microsoft.Exchange.Management.SystemConfigurationTasks.GetOrganizationConfig",
+            false,
+        );
+        exec.stdout = encode_stdout(&out, utf8);
+        exec.stderr = error_stream(&lines, encoded, &progress);
+        exec.exit_code = 1;
+        exec.note = Some("second hop denied: the snap-in cannot reach Active Directory".into());
+        return exec;
+    }
+
     if faults.endless_output {
         exec.endless = true;
         exec.stdout = encode_stdout(&out, utf8);

@@ -35,8 +35,11 @@ use output::{build_receive, is_absolute_path, plan_output};
 pub use xml::parse_duration;
 use xml::{
     NS_FAULT, NS_SAWP, NS_SAWRSPP, NS_SAXWRSPP, Request, envelope, iso_seconds, new_id, ok_reply,
-    xml_escape,
 };
+// The lab's /PowerShell endpoint (exchange_ps, feature kerberos) speaks the same WS-Man.
+pub(crate) use xml::xml_escape;
+#[cfg(feature = "kerberos")]
+pub(crate) use xml::{Node, parse_xml};
 
 // ---------------------------------------------------------------------------------------------
 // Interface used by the network layer

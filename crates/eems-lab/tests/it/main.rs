@@ -7,6 +7,8 @@ mod lab_wsman;
 #[cfg(unix)]
 mod perf_smoke;
 #[cfg(feature = "kerberos")]
+mod pypsrp_exchange;
+#[cfg(feature = "kerberos")]
 mod pyspnego;
 mod pywinrm;
 mod winrm_patch;

@@ -67,6 +67,10 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
         Command::Discover(args) => discover(args, password).await,
         Command::Report(args) => saved::report(args),
         Command::Compare(args) => saved::compare(args),
+        Command::OrgCommand => {
+            println!("{}", scan::ORG_COMMAND);
+            Ok(exit::OK)
+        }
         Command::Doctor(args) => doctor(args, password).await,
         Command::Completions { shell } => {
             let mut cmd = crate::cli::command();
@@ -218,12 +222,18 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
     let transport = transport_config(&args.connection, password)?;
     let cancel = CancellationToken::new();
     install_signal_handlers(cancel.clone());
-    let facts = scan::discover(&transport, &args.from, args.connection.timeout(), &cancel)
-        .await
-        .map_err(|e| Failure {
-            code: exit::UNSCANNED,
-            message: e,
-        })?;
+    let facts = scan::discover(
+        &transport,
+        org_via(&args.org, args.connection.https),
+        &args.from,
+        args.connection.timeout(),
+        &cancel,
+    )
+    .await
+    .map_err(|e| Failure {
+        code: exit::UNSCANNED,
+        message: e,
+    })?;
     let fail = |e: &dyn std::fmt::Display| unwritten("the inventory", e);
     let mut out = dest.open().map_err(|e| fail(&e))?;
     let mut w = csv::Writer::from_writer(&mut out);
@@ -254,4 +264,15 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
         args.from
     );
     Ok(exit::OK)
+}
+
+/// Where the org query goes: `--org-via`, with the Remote PowerShell port defaulting to
+/// the Default Web Site's (80, or 443 with `--https`).
+pub(crate) fn org_via(args: &crate::cli::OrgArgs, https: bool) -> scan::OrgVia {
+    match args.org_via {
+        crate::cli::OrgViaArg::Winrs => scan::OrgVia::WinRs,
+        crate::cli::OrgViaArg::RemotePowershell => scan::OrgVia::RemotePowerShell {
+            port: args.org_port.unwrap_or(if https { 443 } else { 80 }),
+        },
+    }
 }

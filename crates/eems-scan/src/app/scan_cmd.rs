@@ -102,6 +102,8 @@ pub(super) async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32
         ocs_timeout_secs: args.fleet.ocs_timeout,
         evidence_days: args.evidence_days.unwrap_or(0),
         max_auth_failures: args.max_auth_failures,
+        org_via: super::org_via(&args.org, args.connection.https),
+        org_data: args.org_data.clone(),
     };
 
     let open = |d: &Destination| {

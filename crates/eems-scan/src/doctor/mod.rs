@@ -291,7 +291,7 @@ async fn org_query(
             port: t.port.or(cfg.port),
             ..cfg.clone()
         };
-        match scan::discover(&cfg, &t.host, timeout, cancel).await {
+        match scan::discover(&cfg, scan::OrgVia::WinRs, &t.host, timeout, cancel).await {
             Ok(facts) => {
                 let q = OrgQuery {
                     answered_by: Some(t.name.clone()),

@@ -16,6 +16,7 @@
 mod hosts;
 mod matching;
 mod org;
+mod org_source;
 mod plan;
 mod rows;
 
@@ -40,6 +41,7 @@ use eems_core::text::excerpt;
 pub use matching::match_org_server;
 use org::OrgFailure;
 pub use org::discover;
+pub use org_source::{MAX_ORG_DATA_AGE, ORG_COMMAND, OrgVia, load_org_data};
 use rows::{fill_server_facts, identity_row};
 
 /// Servers the org probe is tried on before the scan gives up on org data.
@@ -60,6 +62,10 @@ pub struct ScanOptions {
     pub evidence_days: u32,
     /// Authentication failures (servers) after which no new connection is made; 0 = off.
     pub max_auth_failures: usize,
+    /// How the org query reaches the organisation.
+    pub org_via: OrgVia,
+    /// Org facts from this file (`eems-scan org-command`) instead of any org query.
+    pub org_data: Option<std::path::PathBuf>,
 }
 
 /// Which servers to scan.
@@ -153,7 +159,10 @@ pub async fn run(
     let (mut early_rows, candidates) = plan::set_aside_edge(&entries);
 
     let org_targets = org::org_targets(opts, &candidates, discover_from.as_deref());
-    let org = org::org_phase(&shared, &org_targets, progress).await;
+    let org = match &opts.org_data {
+        Some(file) => org_source::org_from_file(file, &candidates),
+        None => org::org_phase(&shared, &org_targets, progress).await,
+    };
     let organization = org.section();
     shared.org_server = org.queried_on.clone();
     shared.org_failures = org.failures.clone();

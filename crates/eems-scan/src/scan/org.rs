@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ORG_ATTEMPTS, Progress, ScanOptions, Shared, Silent, lockout_tripped, note_auth_failure,
-    script_failure,
+    ORG_ATTEMPTS, OrgVia, Progress, ScanOptions, Shared, Silent, lockout_tripped,
+    note_auth_failure, script_failure,
 };
 use crate::transport::{self, FailureKind, Target, TransportConfig};
 use eems_core::facts::OrgFacts;
@@ -119,6 +119,22 @@ pub(super) async fn org_phase(
     targets: &[Target],
     progress: &dyn Progress,
 ) -> OrgResult {
+    #[cfg(feature = "kerberos")]
+    if let OrgVia::RemotePowerShell { port } = shared.opts.org_via {
+        return super::org_source::org_over_remote_powershell(shared, targets, port, progress)
+            .await;
+    }
+    #[cfg(not(feature = "kerberos"))]
+    if let OrgVia::RemotePowerShell { .. } = shared.opts.org_via {
+        return OrgResult {
+            facts: None,
+            queried_on: None,
+            error: Some(
+                "the org query over Remote PowerShell needs Kerberos: rebuild with `--features kerberos`".into(),
+            ),
+            failures: Vec::new(),
+        };
+    }
     let mut errors = Vec::new();
     let mut failures = Vec::new();
     let script = probe::org_script();
@@ -196,6 +212,7 @@ pub(super) async fn org_phase(
 /// servers (for `discover`).
 pub async fn discover(
     transport: &TransportConfig,
+    org_via: OrgVia,
     from: &str,
     timeout: Duration,
     cancel: &CancellationToken,
@@ -210,6 +227,8 @@ pub async fn discover(
             ocs_timeout_secs: 0,
             evidence_days: 0,
             max_auth_failures: 0,
+            org_via,
+            org_data: None,
         },
         org: OrgFacts::default(),
         org_server: None,

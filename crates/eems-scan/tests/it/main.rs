@@ -6,6 +6,9 @@ mod common;
 mod everyday;
 mod evidence;
 mod golden;
+mod org_data;
+#[cfg(feature = "kerberos")]
+mod org_psrp;
 mod reliability;
 mod report_cli;
 mod scan_lab;

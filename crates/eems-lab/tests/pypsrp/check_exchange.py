@@ -1,0 +1,87 @@
+"""Independent-client check of the lab's Exchange /PowerShell endpoint with pypsrp.
+
+pypsrp (jborean93) is the Python MS-PSRP client admins use against Exchange; here with
+Kerberos (pyspnego + MIT GSSAPI), configuration_name="Microsoft.Exchange", path="PowerShell/".
+Arguments: address port fqdn org_name server_count. The ticket comes from KRB5CCNAME (kinit'ed
+by the Rust side), the realm from KRB5_CONFIG. Prints one line per check; exits non-zero on
+the first failure.
+"""
+import sys
+
+from pypsrp.exceptions import AuthenticationError
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+address, port, fqdn, org_name, server_count = sys.argv[1:6]
+
+
+def wsman(auth="kerberos", **kw):
+    return WSMan(
+        address,
+        port=int(port),
+        path="PowerShell/",
+        ssl=False,
+        auth=auth,
+        encryption="always",
+        negotiate_hostname_override=fqdn,
+        negotiate_service="HTTP",
+        operation_timeout=10,
+        read_timeout=20,
+        connection_timeout=10,
+        **kw,
+    )
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL: " + what)
+        sys.exit(1)
+    print("ok: " + what)
+
+
+with RunspacePool(wsman(), configuration_name="Microsoft.Exchange") as pool:
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Get-OrganizationConfig")
+    org = ps.invoke()
+    check(not ps.had_errors and len(org) == 1, "Get-OrganizationConfig returns one object")
+    props = org[0].adapted_properties or {}
+    props.update(org[0].extended_properties or {})
+    check(props.get("Name") == org_name, "OrganizationConfig.Name is %r" % props.get("Name"))
+    check(isinstance(props.get("MitigationsEnabled"), bool), "MitigationsEnabled is a bool")
+
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Get-ExchangeServer")
+    servers = ps.invoke()
+    check(not ps.had_errors and len(servers) == int(server_count), "Get-ExchangeServer returns %s servers" % server_count)
+    s = servers[0]
+    props = s.adapted_properties or {}
+    props.update(s.extended_properties or {})
+    check("/Configuration/Sites/" in str(props.get("Site")), "Site is an ADObjectId string: %r" % props.get("Site"))
+    check(str(props.get("AdminDisplayVersion", "")).startswith("Version 15."), "AdminDisplayVersion is a string")
+    check("MitigationsApplied" in props and "MitigationsAppliedTime" in props, "mitigation properties present")
+
+    # NoLanguage: script text is refused with Exchange's words.
+    ps = PowerShell(pool)
+    ps.add_script("Get-OrganizationConfig | Select-Object Name")
+    ps.invoke()
+
+    def message(record):
+        # ErrorRecord.exception is a deserialized exception: its Message is a property.
+        exc = getattr(record, "exception", None)
+        props = {}
+        for bag in (getattr(exc, "adapted_properties", None), getattr(exc, "extended_properties", None)):
+            props.update(bag or {})
+        return str(props.get("Message", exc))
+
+    refused = " ".join(message(e) for e in ps.streams.error)
+    check(ps.had_errors and "no-language mode" in refused, "script text refused: %r" % refused[:160])
+
+# NTLM is not accepted on /PowerShell.
+try:
+    with RunspacePool(wsman(auth="ntlm", username="LAB\\administrator", password="x"), configuration_name="Microsoft.Exchange"):
+        pass
+    check(False, "NTLM refused")
+except (AuthenticationError, ValueError) as e:
+    check(True, "NTLM refused (%s)" % type(e).__name__)
+
+print("pypsrp: all checks passed")

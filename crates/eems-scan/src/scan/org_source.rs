@@ -1,0 +1,287 @@
+//! Where the org facts come from besides the WinRS org probe (issue 10):
+//! - [`OrgVia::RemotePowerShell`]: Exchange Remote PowerShell on `http://<fqdn>/PowerShell/`
+//!   (feature `kerberos`, [`crate::exchange_ps`]), the way Microsoft supports;
+//! - `--org-data FILE`: the JSON that [`ORG_COMMAND`] writes in the Exchange Management Shell,
+//!   for workstations that cannot use Kerberos.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use eems_core::facts::OrgFacts;
+use eems_core::inventory::InventoryEntry;
+
+use super::org::OrgResult;
+
+/// How the org query reaches the organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrgVia {
+    /// The Exchange snap-in in a WinRS PowerShell on the server (today's default). Unsupported
+    /// by Microsoft, and on a real organisation it needs delegation for the second hop.
+    #[default]
+    WinRs,
+    /// Exchange Remote PowerShell (PSRP, Kerberos) on this port of every org server.
+    RemotePowerShell { port: u16 },
+}
+
+/// An org data file older than this is refused: the mitigation state changes hourly.
+pub const MAX_ORG_DATA_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// One line for the Exchange Management Shell that writes what the org query reads, as JSON
+/// with the field names of [`OrgFacts`] (`eems-scan org-command`).
+pub const ORG_COMMAND: &str = r#"$o = Get-OrganizationConfig; $s = @(Get-ExchangeServer | ForEach-Object { [ordered]@{ name = $_.Name; fqdn = $_.Fqdn; site = $(if ($_.Site) { $_.Site.Name }); server_role = "$($_.ServerRole)"; is_edge_server = $_.IsEdgeServer; admin_display_version = "$($_.AdminDisplayVersion)"; mitigations_enabled = $_.MitigationsEnabled; mitigations_applied = @($_.MitigationsApplied | ForEach-Object { "$_" }); mitigations_blocked = @($_.MitigationsBlocked | ForEach-Object { "$_" }); mitigations_applied_time = $(if ($_.MitigationsAppliedTime) { $_.MitigationsAppliedTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ') }); data_collection_enabled = $_.DataCollectionEnabled; internet_web_proxy = $(if ($_.InternetWebProxy) { "$($_.InternetWebProxy)" }) } }); [ordered]@{ eems_org_data = 1; written = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'); name = $o.Name; mitigations_enabled = $o.MitigationsEnabled; servers = $s } | ConvertTo-Json -Depth 4 | Set-Content -Encoding UTF8 eems-org.json"#;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgData {
+    eems_org_data: u32,
+    written: String,
+    #[serde(flatten)]
+    facts: OrgFacts,
+}
+
+/// Reads `--org-data`: the org facts and a note for the report naming the file and when it
+/// was written. Errors name the file and what is wrong with it.
+pub fn load_org_data(path: &Path) -> Result<(OrgFacts, String), String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("--org-data {shown}: {e}"))?;
+    // Set-Content -Encoding UTF8 writes a BOM on Windows PowerShell 5.1.
+    let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes));
+    let data: OrgData = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "--org-data {shown}: not the JSON `eems-scan org-command` writes (line {}, column {}: {e})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if data.eems_org_data != 1 {
+        return Err(format!(
+            "--org-data {shown}: format version {} is not 1; write it again with this eems-scan's org-command",
+            data.eems_org_data
+        ));
+    }
+    let written = time::OffsetDateTime::parse(
+        &data.written,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| {
+        format!(
+            "--org-data {shown}: `written` {:?} is not a UTC time: {e}",
+            data.written
+        )
+    })?;
+    let age = SystemTime::now()
+        .duration_since(SystemTime::from(written))
+        .unwrap_or_default();
+    if age > MAX_ORG_DATA_AGE {
+        return Err(format!(
+            "--org-data {shown}: written {} ({} h ago), older than {} h; run the org-command again",
+            data.written,
+            age.as_secs() / 3600,
+            MAX_ORG_DATA_AGE.as_secs() / 3600
+        ));
+    }
+    if data.facts.servers.is_empty() && data.facts.servers_error.is_none() {
+        return Err(format!("--org-data {shown}: lists no Exchange server"));
+    }
+    Ok((
+        data.facts,
+        format!("org data file {shown} (written {})", data.written),
+    ))
+}
+
+/// `--org-data` as the org phase's answer. A file none of whose servers is in the inventory
+/// is from another organisation (or another inventory) and refused.
+pub(super) fn org_from_file(path: &Path, inventory: &[InventoryEntry]) -> OrgResult {
+    let loaded = load_org_data(path).and_then(|(facts, note)| {
+        let known = inventory
+            .iter()
+            .any(|e| super::match_org_server(&e.name, &facts.servers).is_some());
+        if !inventory.is_empty() && !facts.servers.is_empty() && !known {
+            return Err(format!(
+                "--org-data {}: none of its {} servers (organisation {}) is in the inventory: a file from another organisation?",
+                path.display(),
+                facts.servers.len(),
+                facts.name.as_deref().unwrap_or("unnamed")
+            ));
+        }
+        Ok((facts, note))
+    });
+    match loaded {
+        Ok((facts, note)) => OrgResult {
+            facts: Some(facts),
+            queried_on: Some(note),
+            error: None,
+            failures: Vec::new(),
+        },
+        Err(e) => OrgResult {
+            facts: None,
+            queried_on: None,
+            error: Some(e),
+            failures: Vec::new(),
+        },
+    }
+}
+
+/// The org query over Exchange Remote PowerShell, tried on `targets` in order. The SPN needs
+/// the server's FQDN: a target name without a dot gets the Kerberos realm's DNS domain.
+#[cfg(feature = "kerberos")]
+pub(super) async fn org_over_remote_powershell(
+    shared: &super::Shared,
+    targets: &[crate::transport::Target],
+    port: u16,
+    progress: &dyn super::Progress,
+) -> OrgResult {
+    use crate::exchange_ps::{Endpoint, query_org};
+    use crate::kerberos::Credentials;
+    use std::sync::Arc;
+
+    // Per-server failures feed the WinRM lockout rows; a Kerberos refusal here is counted
+    // by the KDC, not by the WinRM lockout guard.
+    let fail = |error: String| OrgResult {
+        facts: None,
+        queried_on: None,
+        error: Some(error),
+        failures: Vec::new(),
+    };
+    let t = &shared.opts.transport;
+    let user = if t.account.domain.is_empty() {
+        t.account.user.clone()
+    } else {
+        format!("{}\\{}", t.account.domain, t.account.user)
+    };
+    let password = t.password.clone();
+    let creds = match tokio::task::spawn_blocking(move || {
+        let has_password = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
+        Credentials::acquire(&user, has_password.then_some(&password))
+    })
+    .await
+    {
+        Ok(Ok(c)) => Arc::new(c),
+        Ok(Err(e)) => return fail(format!("org query over Remote PowerShell: Kerberos: {e}")),
+        Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
+    };
+    let tls = if t.https {
+        if t.insecure {
+            return fail(
+                "org query over Remote PowerShell: --insecure is not supported; give the CA with --ca-cert".into(),
+            );
+        }
+        match crate::exchange_ps::tls_config(t.ca_cert.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
+        }
+    } else {
+        None
+    };
+    let domain = creds.realm().to_ascii_lowercase();
+    let mut errors = Vec::new();
+    for target in targets {
+        if shared.cancel.is_cancelled() {
+            errors.push("interrupted".to_string());
+            break;
+        }
+        progress.org_phase(&target.name);
+        let fqdn = if target.name.contains('.') {
+            target.name.to_ascii_lowercase()
+        } else {
+            format!("{}.{domain}", target.name.to_ascii_lowercase())
+        };
+        let connect = match tokio::net::lookup_host((target.host.as_str(), port)).await {
+            Ok(mut addrs) => addrs.next(),
+            Err(e) => {
+                errors.push(format!(
+                    "{}: cannot resolve {}: {e}",
+                    target.name, target.host
+                ));
+                continue;
+            }
+        };
+        let Some(connect) = connect else {
+            errors.push(format!("{}: {} has no address", target.name, target.host));
+            continue;
+        };
+        tracing::info!(server = %target.name, %fqdn, "org query over Remote PowerShell");
+        match query_org(
+            creds.clone(),
+            &Endpoint {
+                fqdn,
+                connect,
+                tls: tls.clone(),
+            },
+            shared.opts.timeout,
+        )
+        .await
+        {
+            Ok(facts) => {
+                return OrgResult {
+                    facts: Some(facts),
+                    queried_on: Some(target.name.clone()),
+                    error: None,
+                    failures: Vec::new(),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(server = %target.name, error = %e, "org query failed");
+                errors.push(format!("{}: {e}", target.name));
+            }
+        }
+    }
+    fail(if targets.is_empty() {
+        "no in-scope server to run the org query on".to_string()
+    } else {
+        format!(
+            "org query over Remote PowerShell failed on every server tried: {}",
+            errors.join("; ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn now() -> String {
+        time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    }
+
+    #[test]
+    fn org_data_good_malformed_stale_and_foreign() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = format!(
+            "\u{feff}{{\"eems_org_data\":1,\"written\":\"{}\",\"name\":\"Contoso\",\"mitigations_enabled\":true,\
+             \"servers\":[{{\"name\":\"EX01\",\"fqdn\":\"ex01.contoso.com\",\"site\":\"HQ\",\"mitigations_applied\":[\"PING1\"],\"mitigations_blocked\":[]}}]}}",
+            now()
+        );
+        let (facts, note) = load_org_data(&write(dir.path(), "good.json", &good)).unwrap();
+        assert_eq!(facts.name.as_deref(), Some("Contoso"));
+        assert_eq!(facts.servers[0].mitigations_applied, ["PING1"]);
+        assert!(
+            note.contains("good.json") && note.contains("written 20"),
+            "{note}"
+        );
+
+        let e = load_org_data(&write(dir.path(), "bad.json", "{\"eems_org_data\":1,")).unwrap_err();
+        assert!(e.contains("bad.json") && e.contains("line 1"), "{e}");
+
+        let stale = good.replace(&now()[..4], "2001");
+        let e = load_org_data(&write(dir.path(), "stale.json", &stale)).unwrap_err();
+        assert!(e.contains("older than 24 h"), "{e}");
+
+        // A scan report or another tool's JSON is not org data.
+        let e = load_org_data(&write(dir.path(), "other.json", "{\"rows\":[]}")).unwrap_err();
+        assert!(e.contains("other.json") && e.contains("org-command"), "{e}");
+
+        let e = load_org_data(&dir.path().join("missing.json")).unwrap_err();
+        assert!(e.contains("missing.json"), "{e}");
+    }
+}
