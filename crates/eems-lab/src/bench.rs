@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub latency_ms: u64,
     pub exec_ms: u64,
     pub https: bool,
+    /// The scan's `--evidence-days`; 0 scans with `--no-evidence` (host probe v1 alone).
+    pub evidence_days: u32,
     pub seed: u64,
     pub work_dir: PathBuf,
     pub lab_bin: PathBuf,
@@ -54,6 +56,8 @@ pub struct BenchReport {
     pub latency_ms: u64,
     pub exec_ms: u64,
     pub transport: &'static str,
+    /// The scan's `--evidence-days`; 0: `--no-evidence`.
+    pub evidence_days: u32,
     /// HTTP requests per server (median, handshake included, extra Receive polls not).
     pub requests_per_server: f64,
     pub max_requests_per_server: usize,
@@ -156,6 +160,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         } else {
             "NTLM/HTTP sealed"
         },
+        evidence_days: o.evidence_days,
         requests_per_server: median,
         max_requests_per_server: cost.requests.max,
         connections_per_server: cost.connections.median,
@@ -203,6 +208,10 @@ fn measure(
     if o.https {
         cmd.arg("--https").arg("--ca-cert").arg(ca);
     }
+    match o.evidence_days {
+        0 => cmd.arg("--no-evidence"),
+        days => cmd.args(["--evidence-days", &days.to_string()]),
+    };
     let started = Instant::now();
     let child = cmd
         .spawn()
@@ -438,13 +447,17 @@ impl BenchReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = format!(
-            "servers {} (in scope {}), concurrency {}, latency {} ms, exec {} ms, {}\n",
+            "servers {} (in scope {}), concurrency {}, latency {} ms, exec {} ms, {}, {}\n",
             self.servers,
             self.in_scope,
             self.concurrency,
             self.latency_ms,
             self.exec_ms,
-            self.transport
+            self.transport,
+            match self.evidence_days {
+                0 => "--no-evidence".to_string(),
+                d => format!("--evidence-days {d}"),
+            }
         );
         t.push_str(&format!(
             "requests/server      {:.0} (max {})\nconnections/server   {:.0} (max {})\nauthentications/server {:.0} (max {}; {} servers more than one)\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",

@@ -174,6 +174,10 @@ struct BenchArgs {
     /// NTLM over HTTPS instead of sealed HTTP.
     #[arg(long)]
     https: bool,
+    /// The scan's `--evidence-days` (its default, 7, unless given); 0 scans with
+    /// `--no-evidence`, host probe v1 alone.
+    #[arg(long, value_name = "DAYS", default_value_t = eems_core::probe::DEFAULT_EVIDENCE_DAYS, value_parser = clap::value_parser!(u32).range(0..=365))]
+    evidence_days: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
@@ -209,6 +213,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             latency_ms: a.latency_ms,
             exec_ms: a.exec_ms,
             https: a.https,
+            evidence_days: a.evidence_days,
             seed: a.seed,
             work_dir,
             lab_bin: here.clone(),

@@ -142,11 +142,15 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
 
-    /// Also run the host probe's evidence part (README "Evidence"), reading DAYS of EEMS
-    /// events (7 when no value is given). Off by default: until the transport can send one
-    /// longer script, the evidence part is a second command per server (README, Performance).
-    #[arg(long, value_name = "DAYS", num_args = 0..=1, default_missing_value = "7", value_parser = clap::value_parser!(u32).range(1..=365))]
-    pub evidence_days: Option<u32>,
+    /// Days of EEMS events the host probe's evidence part reads (README "Evidence"). It
+    /// runs by default, in the same command as the rest of the host probe (sent on stdin).
+    #[arg(long, value_name = "DAYS", num_args = 0..=1, default_value_t = eems_core::probe::DEFAULT_EVIDENCE_DAYS, default_missing_value = "7", value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub evidence_days: u32,
+
+    /// Host probe v1 alone: no evidence part, the script on the command line (one request
+    /// per server fewer).
+    #[arg(long, conflicts_with = "evidence_days")]
+    pub no_evidence: bool,
 
     #[command(flatten)]
     pub org: OrgArgs,

@@ -375,6 +375,16 @@ pub struct ProbeOutput {
     pub elapsed: Duration,
 }
 
+/// How the script reaches powershell.exe.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed<'a> {
+    /// In `-EncodedCommand`: fits [`eems_core::probe::MAX_SCRIPT_UTF16`] units.
+    CommandLine(&'a str),
+    /// On stdin behind [`eems_core::probe::STDIN_BOOTSTRAP`], in the same command: one
+    /// more request (the Send), no second command.
+    Stdin(&'a str),
+}
+
 /// Why the run stopped early, when it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -382,14 +392,14 @@ enum Stop {
     Cancelled,
 }
 
-/// Runs `script` on `target` within `deadline`, ending early (with clean-up) when `cancel`
+/// Runs the script on `target` within `deadline`, ending early (with clean-up) when `cancel`
 /// fires. The client is shared with up to 31 other probes ([`ClientCache`]); winrm-rs keeps
 /// connections and NTLM contexts per host, so the handshake is done once per host on a
 /// kept-alive connection.
 pub async fn run_probe(
     cfg: &TransportConfig,
     target: &Target,
-    script: &str,
+    script: Feed<'_>,
     deadline: Duration,
     cancel: &CancellationToken,
 ) -> Result<ProbeOutput, ProbeError> {
@@ -525,16 +535,24 @@ enum Failure {
 
 type Collected = (Vec<u8>, Vec<u8>, Option<i32>);
 
-/// Starts the command and polls until Done. On failure also returns the command id (when
-/// there is one) so the caller can send the terminate signal.
+/// Starts the command, feeds its stdin when the script goes that way, and polls until
+/// Done. On failure also returns the command id (when there is one) so the caller can send
+/// the terminate signal.
 async fn drive_command(
     shell: &winrm_rs::Shell<'_>,
-    script: &str,
+    script: Feed<'_>,
     until: tokio::time::Instant,
     cancel: &CancellationToken,
     cfg: &TransportConfig,
 ) -> Result<Collected, (Failure, Stage, Option<String>)> {
-    let encoded = winrm_rs::encode_powershell_command(script);
+    let (command_line, stdin) = match script {
+        Feed::CommandLine(s) => (s, None),
+        Feed::Stdin(s) => (
+            eems_core::probe::STDIN_BOOTSTRAP,
+            Some(eems_core::probe::stdin_payload(s)),
+        ),
+    };
+    let encoded = winrm_rs::encode_powershell_command(command_line);
     let args = [
         "-NoProfile",
         "-NonInteractive",
@@ -550,6 +568,17 @@ async fn drive_command(
         }
         Ok(Ok(id)) => id,
     };
+    if let Some(input) = stdin {
+        // All of it with End: the bootstrap reads to the end of stdin before running.
+        match bounded(until, cancel, shell.send_input(&command_id, &input, true)).await {
+            Err(why) => return Err((Failure::Stopped(why), Stage::Command, Some(command_id))),
+            Ok(Err(e)) => {
+                let (kind, msg) = classify(&e, cfg);
+                return Err((Failure::Error(kind, msg), Stage::Command, Some(command_id)));
+            }
+            Ok(Ok(())) => {}
+        }
+    }
 
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut empty_polls = 0u32;

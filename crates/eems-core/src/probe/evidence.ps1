@@ -1,7 +1,8 @@
 # eems-probe:host:2 evidence part. Read-only; no Exchange snap-in.
-# The scanner prepends $EvidenceDays. Each part has its own try and error; every query is
+# It runs after host.ps1 in one script (the scanner adds $EvidenceDays to the header) and
+# prints host.ps1's $r with `evidence` added. Each part has its own try and error; every query is
 # bounded: -MaxEvents, the last 1 MiB of one log file, 50 rules per file, 400-char texts.
-# Aliases and short names keep the wire copy within a command line (probe/mod.rs):
+# Aliases and short names keep the wire copy small:
 # -EA 1 is -ErrorAction Stop, -Li -LiteralPath; gp/gwmi/gci/gc/gps/gsv are Get-ItemProperty/WmiObject/ChildItem/Content/Process/Service.
 # Hashtables, not [ordered]: JSON member order carries no meaning.
 # $p: the install path from the registry, as v1 reads it (it ends with a backslash); without it,
@@ -38,6 +39,6 @@ foreach($c in @(@('applicationHost.config',$h),@('Default Web Site web.config',"
 $i.rules+=@($x.SelectNodes("//rewrite//*[starts-with(@name,'EEMS ')]")|select -First 50|%{@{name=$_.GetAttribute('name');section=$_.ParentNode.LocalName;enabled=$_.GetAttribute('enabled')-ne'false';file=$c[0]}})}}}catch{$i.error=C $_}
 $v.iis_rules=$i;$u=gsv MSExchangeFlighting -EA 0
 $v.flighting=if($u){@{status="$($u.Status)";start_type="$($u.StartType)"}}
-$j=ConvertTo-Json (@{probe='host';schema=1;evidence=$v}) -Depth 6 -Compress
+$r.evidence=$v;$j=ConvertTo-Json $r -Depth 6 -Compress
 $j=[regex]::Replace($j,'[^\x20-\x7E]',{param($m)'\u{0:x4}'-f[int][char]$m.Value})
 Write-Output ('EEMS-PROBE-RESULT '+$j)

@@ -54,6 +54,9 @@ try {
 }
 $o.elapsed_ms = [int]$w.ElapsedMilliseconds
 $r.ocs = $o
-$j = ConvertTo-Json $r -Depth 4 -Compress
-$j = [regex]::Replace($j, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-Write-Output ('EEMS-PROBE-RESULT ' + $j)
+# With the evidence part behind it (one script, $EvidenceDays set), that part prints $r.
+if (-not $EvidenceDays) {
+  $j = ConvertTo-Json $r -Depth 4 -Compress
+  $j = [regex]::Replace($j, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+  Write-Output ('EEMS-PROBE-RESULT ' + $j)
+}

@@ -1,17 +1,17 @@
 //! The remote probes (protocol v1 and the host probe's v2 evidence, see README "Contract")
 //! and how they are rendered.
 //!
-//! The scripts live in `org.ps1`, `host.ps1` and `evidence.ps1`, embedded at build time. They
-//! travel as `powershell.exe -EncodedCommand <base64 of UTF-16LE>` through `cmd.exe`, whose
-//! command line holds 8191 characters; that leaves about 3,000 characters of script. So the
-//! rendered script drops comment lines and indentation: the files stay readable, the
-//! wire copy stays small.
+//! The scripts live in `org.ps1`, `host.ps1` and `evidence.ps1`, embedded at build time. The
+//! org probe and host probe v1 travel as `powershell.exe -EncodedCommand <base64 of UTF-16LE>`
+//! through `cmd.exe`, whose command line holds 8191 characters; that leaves about 3,000
+//! characters of script. So the rendered script drops comment lines and indentation: the
+//! files stay readable, the wire copy stays small.
 //!
-//! Host probe v2 is `host.ps1` plus `evidence.ps1`. Together they are about 5,200 UTF-16 units
-//! minified, over the command-line budget even deflated (measured: see
-//! `v2_in_one_command_does_not_fit`), so until the transport can send a script through stdin
-//! the evidence part travels as a second command with its own result line
-//! (`{"probe":"host","schema":1,"evidence":{..}}`), which the parser merges.
+//! Host probe v2 is `host.ps1` plus `evidence.ps1` in one script, about 5,200 UTF-16 units
+//! minified: over the command line. It travels on stdin instead, as mature WinRM clients
+//! (Ansible's) send long scripts: the command line carries only [`STDIN_BOOTSTRAP`], which
+//! reads stdin to its end and runs it, and the script follows with WinRS Send in the same
+//! command ([`stdin_payload`]). One command, one result line: the v1 object plus `evidence`.
 
 pub mod parse;
 
@@ -29,6 +29,15 @@ pub const DEFAULT_EVIDENCE_DAYS: u32 = 7;
 /// Longest script (in UTF-16 code units) that fits the command line with winrm-rs 2.0.1's
 /// 103-character prefix: (8191 - 103) / 8 * 3 = 3,033. Scripts are kept well under it.
 pub const MAX_SCRIPT_UTF16: usize = 3033;
+/// Longest script sent on stdin: it must fit one Send envelope (winrm-rs 2.0.1's
+/// MaxEnvelopeSize, 153,600 bytes). At most 3 UTF-8 bytes a unit, base64 by us and again in
+/// the envelope: 24,000 * 3 * 16 / 9 = 128,000 bytes, leaving room for the SOAP around it.
+pub const MAX_STDIN_SCRIPT_UTF16: usize = 24_000;
+/// The command line of a script sent on stdin: read stdin to its end (base64, so the
+/// console code page cannot alter a byte), decode it as UTF-8 and run it as one script
+/// block. `powershell.exe -Command -` would read stdin as typed lines instead, dropping a
+/// multi-line block at end of input (README, shared/reference/winrm-on-the-wire.md §1.6).
+pub const STDIN_BOOTSTRAP: &str = "&([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.ReadToEnd()))))";
 
 const ORG_PS1: &str = include_str!("org.ps1");
 const HOST_PS1: &str = include_str!("host.ps1");
@@ -54,26 +63,52 @@ pub fn org_script() -> String {
 /// `quote_powershell_string`: a single-quoted literal in which only quote characters are
 /// special (and doubled), so `$()`, backticks, `;` or newlines stay text.
 pub fn host_script(p: &HostProbeParams<'_>) -> Result<String, ScriptTooLong> {
+    check_length(format!("{}{}", host_header(p), minify(HOST_PS1)))
+}
+
+fn host_header(p: &HostProbeParams<'_>) -> String {
     let proxy = match p.proxy {
         Some(v) => quote_ps_string(v),
         None => "$null".to_string(),
     };
-    let script = format!(
-        "$OcsUrl = {}\n$Proxy = {}\n$OcsTimeoutSec = {}\n{}",
+    format!(
+        "$OcsUrl = {}\n$Proxy = {}\n$OcsTimeoutSec = {}\n",
         quote_ps_string(p.ocs_url),
         proxy,
         p.ocs_timeout_secs,
-        minify(HOST_PS1)
-    );
-    check_length(script)
+    )
 }
 
-/// Host probe v2's evidence part as sent: `$EvidenceDays`, then the fixed body.
-pub fn evidence_script(evidence_days: u32) -> Result<String, ScriptTooLong> {
-    check_length(format!(
-        "$EvidenceDays = {evidence_days}\n{}",
+/// Host probe v2 as sent on stdin: v1's header plus `$EvidenceDays`, then v1's body and the
+/// evidence part's. With `$EvidenceDays` set, v1 leaves printing the result to the evidence
+/// part, which adds `evidence` to v1's object.
+pub fn host_v2_script(
+    p: &HostProbeParams<'_>,
+    evidence_days: u32,
+) -> Result<String, ScriptTooLong> {
+    let v1 = host_header(p);
+    let script = format!(
+        "{v1}$EvidenceDays = {evidence_days}\n{}{}",
+        minify(HOST_PS1),
         minify(EVIDENCE_PS1)
-    ))
+    );
+    let units = script.encode_utf16().count();
+    if units > MAX_STDIN_SCRIPT_UTF16 {
+        return Err(ScriptTooLong(
+            units,
+            MAX_STDIN_SCRIPT_UTF16,
+            "one WinRS Send",
+        ));
+    }
+    Ok(script)
+}
+
+/// What stdin carries for [`STDIN_BOOTSTRAP`]: the script's UTF-8, in base64.
+pub fn stdin_payload(script: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .encode(script.as_bytes())
+        .into_bytes()
 }
 
 /// A PowerShell single-quoted literal: every quote character PowerShell accepts as a
@@ -92,18 +127,22 @@ pub fn quote_ps_string(value: &str) -> String {
     out
 }
 
-/// A script that would not fit the remote command line.
+/// A script that would not fit the way it travels: its length, the limit, and that way.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "the host probe would be {0} characters long, over the {MAX_SCRIPT_UTF16} that fit a \
-     Windows command line (is the OCS URL or the server's InternetWebProxy unusually long?)"
+    "the host probe would be {0} characters long, over the {1} that fit {2} (is the OCS URL \
+     or the server's InternetWebProxy unusually long?)"
 )]
-pub struct ScriptTooLong(pub usize);
+pub struct ScriptTooLong(pub usize, pub usize, pub &'static str);
 
 fn check_length(script: String) -> Result<String, ScriptTooLong> {
     let units = script.encode_utf16().count();
     if units > MAX_SCRIPT_UTF16 {
-        Err(ScriptTooLong(units))
+        Err(ScriptTooLong(
+            units,
+            MAX_SCRIPT_UTF16,
+            "a Windows command line",
+        ))
     } else {
         Ok(script)
     }
@@ -164,33 +203,56 @@ mod tests {
         );
     }
 
-    #[test]
-    fn evidence_part_fits_the_command_line_with_margin() {
-        assert!(
-            evidence_script(DEFAULT_EVIDENCE_DAYS)
-                .unwrap()
-                .starts_with("$EvidenceDays = 7\n# eems-probe:host:2")
-        );
-        // Its only variable is a number, so the widest one bounds it.
-        let s = evidence_script(u32::MAX).unwrap();
-        let n = s.encode_utf16().count();
-        eprintln!("evidence part: {n} UTF-16 units");
-        assert!(n <= MAX_SCRIPT_UTF16, "evidence part is {n} UTF-16 units");
+    fn v2(proxy: &str) -> Result<String, ScriptTooLong> {
+        host_v2_script(
+            &HostProbeParams {
+                ocs_url: DEFAULT_OCS_URL,
+                proxy: Some(proxy),
+                ocs_timeout_secs: 20,
+            },
+            DEFAULT_EVIDENCE_DAYS,
+        )
     }
 
-    /// Documents why v2 travels in two commands: one script would be too long.
+    /// Why v2 travels on stdin: one script is too long for the command line.
     #[test]
-    fn v2_in_one_command_does_not_fit() {
-        let host = host_script(&HostProbeParams {
-            ocs_url: DEFAULT_OCS_URL,
-            proxy: Some("http://proxy.corp.contoso.com:8080"),
-            ocs_timeout_secs: 20,
-        })
-        .unwrap();
-        let evidence = evidence_script(DEFAULT_EVIDENCE_DAYS).unwrap();
-        let n = host.encode_utf16().count() + evidence.encode_utf16().count();
-        eprintln!("v1 + evidence: {n} UTF-16 units (budget {MAX_SCRIPT_UTF16})");
+    fn v2_is_one_script_too_long_for_the_command_line() {
+        let s = v2("http://proxy.corp.contoso.com:8080").unwrap();
+        let n = s.encode_utf16().count();
+        eprintln!("v1 + evidence: {n} UTF-16 units (command line: {MAX_SCRIPT_UTF16})");
         assert!(n > MAX_SCRIPT_UTF16);
+        assert!(s.starts_with(
+            "$OcsUrl = 'https://officeclient.microsoft.com/GetExchangeMitigations'\n\
+             $Proxy = 'http://proxy.corp.contoso.com:8080'\n$OcsTimeoutSec = 20\n\
+             $EvidenceDays = 7\n# eems-probe:host:1"
+        ));
+        // v1's body, then the evidence part's; only the latter prints (v1's print is
+        // behind `-not $EvidenceDays`).
+        let (h1, h2) = (
+            s.find(HOST_MARKER).unwrap(),
+            s.find(EVIDENCE_MARKER).unwrap(),
+        );
+        assert!(h1 < h2);
+        assert!(s[h1..h2].contains("if (-not $EvidenceDays) {"));
+        assert_eq!(s[h2..].matches("Write-Output").count(), 1);
+    }
+
+    #[test]
+    fn bootstrap_fits_the_command_line_and_payload_round_trips() {
+        assert!(STDIN_BOOTSTRAP.encode_utf16().count() <= BUDGET);
+        let s = v2("http://prox\u{00ff}y'").unwrap();
+        use base64::Engine;
+        let back = base64::engine::general_purpose::STANDARD
+            .decode(stdin_payload(&s))
+            .unwrap();
+        assert_eq!(String::from_utf8(back).unwrap(), s);
+    }
+
+    #[test]
+    fn overlong_v2_is_refused_before_sending() {
+        let e = v2(&"p".repeat(MAX_STDIN_SCRIPT_UTF16)).unwrap_err();
+        assert!(e.to_string().contains("one WinRS Send"), "{e}");
+        assert!(e.to_string().contains("InternetWebProxy"), "{e}");
     }
 
     #[test]

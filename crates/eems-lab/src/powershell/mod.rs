@@ -69,6 +69,45 @@ pub struct Execution {
     pub note: Option<String>,
     /// stdout never ends (fault `endless_output`); `stdout` is what comes first.
     pub endless: bool,
+    /// The script reads all of stdin before anything else ([`STDIN_READER`]): nothing
+    /// runs until stdin ends, then [`run_stdin`] runs what came.
+    pub reads_stdin: bool,
+}
+
+/// What a script that runs its stdin contains, as the scanner's bootstrap and Ansible's
+/// exec wrapper do: stdin read to its end, base64 decoded to UTF-8, run as a script block.
+/// The lab recognises exactly that shape; any other script ignores stdin as before.
+pub const STDIN_READER: [&str; 4] = [
+    "[Console]::In.ReadToEnd()",
+    "[Convert]::FromBase64String(",
+    "[Text.Encoding]::UTF8.GetString(",
+    "[ScriptBlock]::Create(",
+];
+
+/// Runs what a [`STDIN_READER`] command got on stdin, once stdin has ended.
+pub fn run_stdin(stdin: &[u8], ctx: &ExecContext<'_>) -> Execution {
+    match decode_base64(&String::from_utf8_lossy(stdin)).and_then(|b| String::from_utf8(b).ok()) {
+        Some(script) => script::run_script(&script, true, ctx),
+        // What FromBase64String throws, as an error record on stderr.
+        None => Execution {
+            stderr: error_stream(
+                &error_lines(
+                    "Exception calling \"FromBase64String\" with \"1\" argument(s): \"The input is not a valid Base-64 string as it contains a non-base 64 character, more than two padding characters, or an illegal character among the padding characters. \"",
+                    "",
+                    0,
+                    0,
+                    "NotSpecified: (:) [], MethodInvocationException",
+                    "FormatException",
+                    false,
+                ),
+                true,
+                "",
+            ),
+            exit_code: 1,
+            note: Some("stdin is not base64 of UTF-8".into()),
+            ..Execution::default()
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,10 +311,15 @@ fn ps_usage_error(msg: &str) -> Execution {
     }
 }
 
+/// base64 with any whitespace in it, as .NET's FromBase64String and WinRS accept it.
+pub fn decode_base64(b64: &str) -> Option<Vec<u8>> {
+    let cleaned: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+    B64.decode(cleaned).ok()
+}
+
 /// base64 → UTF-16LE → text, as powershell.exe decodes `-EncodedCommand`.
 pub fn decode_script(b64: &str) -> Option<String> {
-    let cleaned: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = B64.decode(cleaned).ok()?;
+    let bytes = decode_base64(b64)?;
     if bytes.len() % 2 != 0 {
         return None;
     }

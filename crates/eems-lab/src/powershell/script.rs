@@ -68,6 +68,13 @@ pub(super) fn run_script(script: &str, encoded: bool, ctx: &ExecContext<'_>) -> 
         }
     };
     let body = &script[header.body_offset..];
+    if STDIN_READER.iter().all(|part| body.contains(part)) {
+        return Execution {
+            reads_stdin: true,
+            note: Some("reads stdin".into()),
+            ..Execution::default()
+        };
+    }
     let org = body.find(ORG_MARKER);
     let host = body
         .find(HOST_MARKER)

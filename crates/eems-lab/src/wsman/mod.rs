@@ -178,6 +178,10 @@ struct CmdState {
     done_sent: bool,
     /// Terminated or its shell deleted: the command id no longer exists.
     gone: bool,
+    /// stdin received so far, while the command still reads it (it runs once stdin ends).
+    stdin: Option<Vec<u8>>,
+    /// Seeds the output plan (noise chunking) of a command that runs only once stdin ends.
+    seed: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -242,8 +242,8 @@ impl HostState {
         );
 
         let seq = self.commands_started.fetch_add(1, Ordering::Relaxed);
-        let mut rng = SplitMix64::new((self.index as u64) << 32 ^ seq ^ 0x5eed);
-        let queue = plan_output(&exec, server.faults.noise, &mut rng);
+        let seed = (self.index as u64) << 32 ^ seq ^ 0x5eed;
+        let queue = plan_output(&exec, server.faults.noise, &mut SplitMix64::new(seed));
         let id = line_el
             .attr("CommandId")
             .filter(|c| uuid::Uuid::parse_str(c).is_ok())
@@ -259,6 +259,8 @@ impl HostState {
                 exit_code: exec.exit_code,
                 done_sent: false,
                 gone: false,
+                stdin: exec.reads_stdin.then(Vec::new),
+                seed,
             }),
             notify: Notify::new(),
         });
@@ -318,6 +320,12 @@ impl HostState {
                 let now = Instant::now();
                 if st.silent_polls > 0 {
                     Wait::Silent
+                } else if st.stdin.is_some() {
+                    // Still reading stdin: nothing to say until it ends (or the deadline).
+                    if now >= deadline {
+                        return Err(Fault::timed_out());
+                    }
+                    Wait::Until(deadline)
                 } else if now >= st.ready_at {
                     let body = build_receive(&mut st, &cmd_id, p.max_envelope);
                     let body = envelope(
@@ -378,9 +386,13 @@ impl HostState {
             } else if code == SIGNAL_CTRL_C || code == SIGNAL_PSRP_CTRL_C {
                 let mut st = lock(&cmd.state);
                 // A process that already exited has nothing to interrupt; its output stays.
-                let running = st.endless || st.silent_polls > 0 || Instant::now() < st.ready_at;
+                let running = st.endless
+                    || st.silent_polls > 0
+                    || st.stdin.is_some()
+                    || Instant::now() < st.ready_at;
                 if running && !st.done_sent {
                     st.endless = false;
+                    st.stdin = None;
                     st.queue.clear();
                     st.exit_code = CTRL_C_EXIT;
                     st.silent_polls = 0;
@@ -403,26 +415,67 @@ impl HostState {
         Ok(r)
     }
 
-    /// stdin is accepted and ignored: no lab command reads it.
+    /// stdin goes to a command that reads it ([`powershell::STDIN_READER`]), which runs
+    /// when a Stream with `End="true"` arrives (recorded: test_winrs_send.yml); other
+    /// commands ignore it, as does a command whose stdin has ended.
     fn send(&self, req: &WsmanRequest<'_>, p: &Request) -> Result<WsmanReply, Fault> {
-        let cmd_id = p
+        let stream = p
             .body_child("Send")
             .and_then(|s| s.child("Stream"))
-            .and_then(|s| s.attr("CommandId"))
-            .unwrap_or_default()
-            .to_string();
-        self.with_shell(req, p, |sh| {
+            .ok_or_else(|| Fault::invalid_parameter("no Send/Stream".into()))?;
+        let cmd_id = stream.attr("CommandId").unwrap_or_default().to_string();
+        let end = stream
+            .attr("End")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let data = powershell::decode_base64(stream.text_trimmed())
+            .ok_or_else(|| Fault::invalid_parameter("the stdin Stream is not base64".into()))?;
+        let (cmd, console_utf8) = self.with_shell(req, p, |sh| {
             Self::find_command(sh, &cmd_id)
-                .map(|_| ())
+                .map(|c| (c, sh.console_utf8))
                 .ok_or_else(Fault::unknown_command)
         })?;
+        let stdin = {
+            let mut st = lock(&cmd.state);
+            match st.stdin.as_mut() {
+                Some(buf) => {
+                    buf.extend_from_slice(&data);
+                    if end { st.stdin.take() } else { None }
+                }
+                None => None,
+            }
+        };
+        let mut probe = None;
+        if let Some(stdin) = stdin {
+            let server = self
+                .server()
+                .ok_or_else(|| Fault::internal("The lab host has no server definition. "))?;
+            let exec = powershell::run_stdin(
+                &stdin,
+                &ExecContext {
+                    fleet: &self.fleet,
+                    server,
+                    user: req.user,
+                    console_utf8,
+                },
+            );
+            probe = exec.probe;
+            let mut st = lock(&cmd.state);
+            st.queue = plan_output(&exec, server.faults.noise, &mut SplitMix64::new(st.seed));
+            st.ready_at = Instant::now() + Duration::from_millis(server.faults.exec_ms);
+            st.endless = exec.endless;
+            st.exit_code = exec.exit_code;
+            drop(st);
+            cmd.notify.notify_waiters();
+        }
         let body = envelope(
             NS_SAXWRSPP,
             "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SendResponse",
             p.message_id.as_deref(),
             "<s:Body><rsp:SendResponse/></s:Body>",
         );
-        Ok(ok_reply("Send", body, p.shell_id.clone()))
+        let mut r = ok_reply("Send", body, p.shell_id.clone());
+        r.probe = probe;
+        Ok(r)
     }
 
     fn delete(&self, req: &WsmanRequest<'_>, p: &Request) -> Result<WsmanReply, Fault> {

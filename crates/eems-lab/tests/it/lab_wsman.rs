@@ -229,6 +229,7 @@ const ACT_DELETE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
 const ACT_COMMAND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command";
 const ACT_RECEIVE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive";
 const ACT_SIGNAL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal";
+const ACT_SEND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send";
 const SIG_TERMINATE: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
 const SIG_CTRL_C: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c";
@@ -364,6 +365,15 @@ fn signal_req(style: Style, shell: &str, cmd: &str, code: &str) -> Req {
         "<rsp:Signal CommandId=\"{cmd}\">\n      <rsp:Code>{code}</rsp:Code>\n    </rsp:Signal>"
     );
     envelope(style, ACT_SIGNAL, Some(shell), "", "", &body, "PT20S")
+}
+
+/// pypsrp spells End `True`/`False` (test_winrs_send.yml), winrm-rs `true` or leaves it out.
+fn send_req(style: Style, shell: &str, cmd: &str, data: &[u8], end: &str) -> Req {
+    let body = format!(
+        "<rsp:Send><rsp:Stream CommandId=\"{cmd}\" End=\"{end}\" Name=\"stdin\">{}</rsp:Stream></rsp:Send>",
+        B64.encode(data)
+    );
+    envelope(style, ACT_SEND, Some(shell), "", "", &body, "PT20S")
 }
 
 fn delete_req(style: Style, shell: &str) -> Req {
@@ -1342,6 +1352,85 @@ async fn exec_delay_and_timed_out_polls() {
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
         "{waited:?}"
     );
+    let _ = send(&h, &delete_req(Style::WinrmRs, &shell)).await;
+}
+
+/// The scanner's bootstrap reads stdin to its end: nothing runs (Receive long-polls) until a
+/// Stream with End arrives, then what came on stdin, in any number of Sends, runs as one
+/// script; v1 and the evidence part answer with one result line.
+#[tokio::test]
+async fn a_script_on_stdin_runs_when_stdin_ends() {
+    use eems_core::probe::{HostProbeParams, STDIN_BOOTSTRAP, host_v2_script, stdin_payload};
+    let h = host(BASE_FLEET);
+    let boot = encode_script(STDIN_BOOTSTRAP);
+    let script = host_v2_script(
+        &HostProbeParams {
+            ocs_url: "https://officeclient.microsoft.com/GetExchangeMitigations",
+            proxy: None,
+            ocs_timeout_secs: 20,
+        },
+        7,
+    )
+    .unwrap();
+    let payload = stdin_payload(&script);
+    for style in [Style::Pypsrp, Style::WinrmRs] {
+        let shell = open_shell(&h, style).await;
+        let (rep, cmd) = start(&h, style, &shell, PS, &["-EncodedCommand", &boot]).await;
+        assert_eq!(rep.probe, None, "nothing ran yet");
+        let (rep, _) = send(&h, &receive_req(style, &shell, &cmd, "PT0.2S")).await;
+        assert_eq!(rep.action, "Fault:TimedOut", "still reading stdin");
+        let (first, rest) = payload.split_at(payload.len() / 2);
+        let (rep, _) = send(&h, &send_req(style, &shell, &cmd, first, "False")).await;
+        assert_eq!((rep.status, rep.probe), (200, None));
+        let end = if style == Style::Pypsrp {
+            "True"
+        } else {
+            "true"
+        };
+        let (rep, _) = send(&h, &send_req(style, &shell, &cmd, rest, end)).await;
+        assert_eq!((rep.status, rep.action.as_str()), (200, "Send"));
+        assert_eq!(rep.probe, Some("host"));
+        let polls = receive_all(&h, style, &shell, &cmd, 20).await;
+        assert_eq!(polls.last().unwrap().exit_code, Some(0));
+        let j = result_json(&stdout_of(&polls));
+        assert_eq!(j["probe"], "host");
+        assert!(j["exsetup_version"].is_string(), "{j}");
+        assert_eq!(j["evidence"]["window_days"], 7, "{j}");
+        // stdin has ended: more input is ignored.
+        let (rep, _) = send(&h, &send_req(style, &shell, &cmd, b"x", end)).await;
+        assert_eq!(rep.status, 200);
+        let _ = send(&h, &delete_req(style, &shell)).await;
+    }
+
+    // What FromBase64String refuses fails the command with its error record.
+    let shell = open_shell(&h, Style::WinrmRs).await;
+    let (_, cmd) = start(&h, Style::WinrmRs, &shell, PS, &["-EncodedCommand", &boot]).await;
+    let (rep, _) = send(
+        &h,
+        &send_req(Style::WinrmRs, &shell, &cmd, b"not base64!", "true"),
+    )
+    .await;
+    assert_eq!(rep.status, 200);
+    let polls = receive_all(&h, Style::WinrmRs, &shell, &cmd, 20).await;
+    assert_eq!(polls.last().unwrap().exit_code, Some(1));
+    assert!(stdout_of(&polls).is_empty());
+    let errors = clixml_errors(&stderr_of(&polls));
+    assert!(errors.contains("FromBase64String"), "{errors}");
+    let _ = send(&h, &delete_req(Style::WinrmRs, &shell)).await;
+
+    // A script that does not read stdin runs at once and ignores it.
+    let shell = open_shell(&h, Style::WinrmRs).await;
+    let v1 = encode_script(&host_script(None));
+    let (rep, cmd) = start(&h, Style::WinrmRs, &shell, PS, &["-EncodedCommand", &v1]).await;
+    assert_eq!(rep.probe, Some("host"));
+    let (rep, _) = send(
+        &h,
+        &send_req(Style::WinrmRs, &shell, &cmd, b"ignored", "true"),
+    )
+    .await;
+    assert_eq!((rep.status, rep.probe), (200, None));
+    let polls = receive_all(&h, Style::WinrmRs, &shell, &cmd, 20).await;
+    assert!(result_json(&stdout_of(&polls)).get("evidence").is_none());
     let _ = send(&h, &delete_req(Style::WinrmRs, &shell)).await;
 }
 

@@ -100,7 +100,11 @@ pub(super) async fn scan(args: ScanArgs, password: PasswordSource) -> Result<i32
         org_server: args.fleet.org_server.clone(),
         ocs_url: args.fleet.ocs_url.clone(),
         ocs_timeout_secs: args.fleet.ocs_timeout,
-        evidence_days: args.evidence_days.unwrap_or(0),
+        evidence_days: if args.no_evidence {
+            0
+        } else {
+            args.evidence_days
+        },
         max_auth_failures: args.max_auth_failures,
         org_via: super::org_via(&args.org, args.connection.https),
         org_data: args.org_data.clone(),

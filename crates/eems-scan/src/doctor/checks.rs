@@ -227,7 +227,14 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         }
     };
     // The scan's own deadline for the probe (name resolution and TCP had theirs).
-    let outcome = transport::run_probe(cfg, &t, &script, shared.timeout, &shared.cancel).await;
+    let outcome = transport::run_probe(
+        cfg,
+        &t,
+        transport::Feed::CommandLine(&script),
+        shared.timeout,
+        &shared.cancel,
+    )
+    .await;
     let out = match outcome {
         Err(e) => {
             if e.kind == FailureKind::Auth && !cfg.clients.auth_proven() {

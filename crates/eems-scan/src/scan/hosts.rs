@@ -1,5 +1,6 @@
-//! The host phase's per-server work: one host probe, its evidence part, and the row they
-//! make. Everything here runs inside one task per server, under that server's deadline.
+//! The host phase's per-server work: one host probe (v2 with its evidence part unless
+//! `--no-evidence`) and the row it makes. Everything here runs inside one task per server,
+//! under that server's deadline.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use super::rows::{fill_assessment, fill_server_facts, identity_row};
 use super::{Job, Shared, lockout_tripped, note_auth_failure, script_failure};
 use crate::transport::{self, Target};
 use eems_core::analysis::Status;
-use eems_core::facts::{EvidenceFacts, ExchangeServerFacts};
+use eems_core::facts::ExchangeServerFacts;
 use eems_core::probe::{self, HostProbeParams, parse};
 use eems_core::report::{ServerRow, Stage};
 use eems_core::text::excerpt;
@@ -49,11 +50,17 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         .facts
         .as_ref()
         .and_then(|f| f.internet_web_proxy.as_deref());
-    let script = match probe::host_script(&HostProbeParams {
+    let params = HostProbeParams {
         ocs_url: &shared.opts.ocs_url,
         proxy,
         ocs_timeout_secs: shared.opts.ocs_timeout_secs,
-    }) {
+    };
+    let evidence_days = shared.opts.evidence_days;
+    let script = match evidence_days {
+        0 => probe::host_script(&params),
+        days => probe::host_v2_script(&params, days),
+    };
+    let script = match script {
         Ok(s) => s,
         Err(e) => {
             row.status = Status::Error;
@@ -70,7 +77,10 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
     let outcome = transport::run_probe(
         &shared.opts.transport,
         &target,
-        &script,
+        match evidence_days {
+            0 => transport::Feed::CommandLine(&script),
+            _ => transport::Feed::Stdin(&script),
+        },
         shared.opts.timeout,
         &shared.cancel,
     )
@@ -87,7 +97,7 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         }
         Ok(out) => out,
     };
-    let mut host = match parse::parse_host(&out.stdout) {
+    let host = match parse::parse_host(&out.stdout) {
         Ok(h) => h,
         Err(pe) => {
             row.status = Status::Error;
@@ -104,20 +114,12 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         name: job.entry.name.clone(),
         ..Default::default()
     });
-    let evidence_failed = if shared.opts.evidence_days > 0 {
-        match evidence_part(&shared, &target, started).await {
-            Ok(e) => {
-                host.evidence = Some(e);
-                None
-            }
-            Err(e) => {
-                tracing::info!(server = %target.name, error = %e, "evidence probe failed");
-                Some(e)
-            }
-        }
-    } else {
-        None
-    };
+    // Each evidence query has its own try; an answer without the object means the
+    // evidence part never ran (a host that read only v1, say): the v1 verdict stands.
+    let evidence_missing = evidence_days > 0 && host.evidence.is_none();
+    if evidence_missing {
+        tracing::info!(server = %target.name, "host probe answered without evidence");
+    }
     row.duration_ms = started.elapsed().as_millis() as u64;
     fill_assessment(
         &mut row,
@@ -126,9 +128,10 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         &host,
         time::OffsetDateTime::now_utc(),
     );
-    if let Some(e) = evidence_failed {
-        row.findings
-            .push(format!("evidence not collected: {}", excerpt(&e, 300)));
+    if evidence_missing {
+        row.findings.push(
+            "evidence not collected: the host probe answered without an evidence object".into(),
+        );
     }
     if job.facts.is_none()
         && let Some(e) = &shared.org.servers_error
@@ -144,33 +147,4 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         ));
     }
     row
-}
-
-/// Host probe v2's evidence part. It travels as a second command because v1 and evidence
-/// together do not fit one command line (probe/mod.rs); it gets what is left of `--timeout`,
-/// and its failure costs only the evidence, never the v1 verdict.
-async fn evidence_part(
-    shared: &Shared,
-    target: &Target,
-    started: Instant,
-) -> Result<EvidenceFacts, String> {
-    let script = probe::evidence_script(shared.opts.evidence_days).map_err(|e| e.to_string())?;
-    let left = shared.opts.timeout.saturating_sub(started.elapsed());
-    if left.is_zero() {
-        return Err("no time left within --timeout after the host probe".into());
-    }
-    let out = transport::run_probe(
-        &shared.opts.transport,
-        target,
-        &script,
-        left,
-        &shared.cancel,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let facts =
-        parse::parse_host(&out.stdout).map_err(|pe| script_failure(&pe.to_string(), &out))?;
-    facts
-        .evidence
-        .ok_or_else(|| "the evidence probe answered without an evidence object".into())
 }

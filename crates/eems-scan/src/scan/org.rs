@@ -152,7 +152,7 @@ pub(super) async fn org_phase(
         let outcome = transport::run_probe(
             &shared.opts.transport,
             t,
-            &script,
+            transport::Feed::CommandLine(&script),
             shared.opts.timeout,
             &shared.cancel,
         )

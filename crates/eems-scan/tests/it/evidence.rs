@@ -1,7 +1,8 @@
 //! Host probe v2's evidence (issue 11) through the real binary against the lab over
 //! WinRM/NTLM: every evidence part reaches the JSON and CSV reports with its verdict, each
-//! part failing alone leaves the others and the v1 verdict intact, and without
-//! `--evidence-days` no evidence command is sent at all.
+//! part failing alone leaves the others and the v1 verdict intact, v1 and evidence run as
+//! one command (the script on stdin), and with `--no-evidence` v1 runs alone on the command
+//! line.
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -221,18 +222,39 @@ async fn each_evidence_verdict_reaches_json_and_csv() {
         &json!([{"name": "EEMS M2.1 OWA CSP - outbound", "section": "outboundRules",
                  "enabled": false, "file": "owa web.config"}])
     );
-    // Two commands per server: the v1 probe and the evidence part, each in its own shell.
+    // One command per server: the bootstrap on the command line, v1 and the evidence part
+    // on its stdin, sent in one Send, in the same shell. (HEALTHY also answered the org
+    // query, in a shell of its own.)
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let commands = lab
-        .log_records()
+    let log = lab.log_records();
+    let sends: Vec<_> = log
         .iter()
-        .filter(|r| {
-            r.server.contains("HEALTHY")
-                && r.action.as_deref() == Some("Command")
-                && r.probe.as_deref() == Some("host")
-        })
-        .count();
-    assert_eq!(commands, 2);
+        .filter(|r| r.server.contains("HEALTHY") && r.action.as_deref() == Some("Send"))
+        .collect();
+    assert_eq!(sends.len(), 1, "{log:?}");
+    assert_eq!(
+        sends[0].probe.as_deref(),
+        Some("host"),
+        "the Send ran the probe"
+    );
+    let shell = sends[0].shell_id.as_deref();
+    let actions: Vec<_> = log
+        .iter()
+        .filter(|r| r.shell_id.as_deref() == shell)
+        .filter_map(|r| r.action.as_deref())
+        .collect();
+    assert_eq!(actions, ["Create", "Command", "Send", "Receive", "Delete"]);
+    let shells: std::collections::HashSet<_> = log
+        .iter()
+        .filter(|r| r.server.contains("HEALTHY") && r.probe.as_deref() != Some("org"))
+        .filter(|r| r.action.as_deref() == Some("Create"))
+        .filter_map(|r| r.shell_id.as_deref())
+        .collect();
+    assert_eq!(
+        shells.len(),
+        2,
+        "the org query's shell and the host probe's"
+    );
     assert_eq!(lab.open_shells(), 0);
     lab.shutdown().await;
 }
@@ -324,38 +346,7 @@ async fn each_evidence_part_fails_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn evidence_probe_failing_keeps_the_v1_verdict() {
-    let dir = scratch("evidence-probe-fails");
-    // Each command takes 2 s: the v1 probe fits --timeout 3, the evidence part does not.
-    let list = vec![(
-        "SLOW".to_string(),
-        "127.0.63.1".to_string(),
-        "faults = { exec_ms = 2000 }\n".to_string(),
-    )];
-    let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (_, rep) = scan_lab(
-        &dir,
-        PASSWORD,
-        &[
-            "--timeout",
-            "3",
-            "--operation-timeout",
-            "1",
-            "--evidence-days",
-        ],
-    )
-    .await;
-    let r = row(&rep, "SLOW");
-    assert_eq!(s(&r["status"]), "ok", "{r}");
-    assert_eq!(s(&r["eems_state"]), "Enabled", "{r}");
-    assert!(r["error"].is_null(), "{r}");
-    assert!(findings(r).contains("evidence not collected"), "{r}");
-    assert!(r["fetch_state"].is_null(), "{r}");
-    lab.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
+async fn no_evidence_sends_v1_alone_and_the_window_reaches_the_host() {
     let dir = scratch("evidence-days");
     let list = vec![(
         "WIN".to_string(),
@@ -365,16 +356,8 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
             .to_string(),
     )];
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let commands = |lab: &eems_lab::Lab| {
-        lab.log_records()
-            .iter()
-            .filter(|r| {
-                r.action.as_deref() == Some("Command") && r.probe.as_deref() == Some("host")
-            })
-            .count()
-    };
 
-    let (_, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    let (_, rep) = scan_lab(&dir, PASSWORD, &["--no-evidence"]).await;
     let r = row(&rep, "WIN");
     assert_eq!(s(&r["status"]), "ok");
     assert!(r["fetch_state"].is_null() && r["evidence"].is_null(), "{r}");
@@ -383,7 +366,20 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
         "judged from the build alone"
     );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(commands(&lab), 1);
+    // v1 on the command line: the Command itself ran the host probe, nothing on stdin.
+    let log = lab.log_records();
+    let host_commands = log
+        .iter()
+        .filter(|r| r.action.as_deref() == Some("Command") && r.probe.as_deref() == Some("host"))
+        .count();
+    assert_eq!(host_commands, 1);
+    assert!(!log.iter().any(|r| r.action.as_deref() == Some("Send")));
+
+    // The default: evidence over 7 days, in one command.
+    let (_, rep) = scan_lab(&dir, PASSWORD, &[]).await;
+    let r = row(&rep, "WIN");
+    assert_eq!(r["evidence"]["window_days"], 7, "{r}");
+    assert_eq!(r["fetch_errors_window"], 4, "{r}");
 
     // A 30-day window sees 10 events (newest 4 days ago): not failing now.
     let (_, rep) = scan_lab(&dir, PASSWORD, &["--evidence-days", "30"]).await;
@@ -415,6 +411,22 @@ async fn without_evidence_days_one_command_and_the_window_reaches_the_host() {
     .await;
     assert_eq!(out.status.code(), Some(2), "clap usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--evidence-days"));
+    let out = eems_scan(
+        &[
+            "scan",
+            "--inventory",
+            "x.csv",
+            "--user",
+            USER,
+            "--evidence-days",
+            "3",
+            "--no-evidence",
+        ],
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "contradicting options");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-evidence"));
     lab.shutdown().await;
 }
 
