@@ -66,6 +66,9 @@ pub struct ListenerSpec {
     /// HTTP status for a plaintext SOAP body on an NTLM-authenticated HTTP connection
     /// (401 as seen for NTLM; 500 as seen for Kerberos).
     pub plaintext_refusal_status: u16,
+    /// NTLM accepted at all (`false`: the domain's "Restrict NTLM" policy; NTLMSSP tokens get
+    /// 401 on every host, Kerberos still works).
+    pub ntlm: bool,
 }
 
 impl Default for ListenerSpec {
@@ -79,6 +82,7 @@ impl Default for ListenerSpec {
             max_shells_per_user: 30,
             idle_timeout_secs: 7200,
             plaintext_refusal_status: 401,
+            ntlm: true,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The probe prints output without end.
     pub endless_output: bool,
+    /// This host refuses NTLM (Windows' "NTLM blocked"): NTLMSSP tokens get 401.
+    pub ntlm_disabled: bool,
 }
 
 impl Fleet {
