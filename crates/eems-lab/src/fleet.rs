@@ -234,11 +234,11 @@ impl Fleet {
 }
 
 impl Fleet {
-    /// The scanner's inventory of this fleet: `name,address,port,role,site` for every
+    /// The scanner's inventory of this fleet: `name,address,port,role,site,fqdn` for every
     /// server `keep` accepts, with the HTTP or the HTTPS port.
     pub fn inventory_csv(&self, https: bool, keep: impl Fn(&ServerSpec) -> bool) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(["name", "address", "port", "role", "site"]);
+        let _ = w.write_record(["name", "address", "port", "role", "site", "fqdn"]);
         for s in self.servers.iter().filter(|s| keep(s)) {
             let port = if https {
                 s.https_port(&self.listener)
@@ -251,6 +251,7 @@ impl Fleet {
                 port.to_string(),
                 s.role.clone(),
                 s.site.clone(),
+                s.fqdn(),
             ]);
         }
         w.into_inner()

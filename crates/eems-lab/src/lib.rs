@@ -204,7 +204,7 @@ impl Lab {
         &self.ca_pem
     }
 
-    /// The scanner's inventory: `name,address,port,role,site`, one row per server with
+    /// The scanner's inventory: `name,address,port,role,site,fqdn`, one row per server with
     /// `in_inventory`, port = its HTTP port.
     pub fn inventory_csv(&self) -> String {
         self.fleet.inventory_csv(false, |s| s.in_inventory)
