@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +40,8 @@ pub enum AuthKind {
     Ntlm,
     /// Basic: HTTPS only, local accounts only on the Windows side.
     Basic,
-    /// Kerberos (needs the `kerberos` cargo feature and a ticket from kinit).
+    /// Kerberos (needs the `kerberos` cargo feature): a ticket from kinit, else one got
+    /// from the password; the SPN is HTTP/<fqdn>.
     Kerberos,
     /// TLS client certificate mapped to an account (HTTPS only).
     Certificate,
@@ -109,6 +111,9 @@ pub struct TransportConfig {
     pub operation_timeout_secs: u64,
     /// Probe output above this is cut off and reported as an error.
     pub max_output_bytes: usize,
+    /// Kerberos: where each FQDN's TCP connection goes (the inventory's `address`), for
+    /// every client, since a client serves many hosts. Empty for the other mechanisms.
+    pub resolve: Arc<Vec<(String, IpAddr)>>,
     /// Clients built so far, one per port, shared by every host on that port.
     pub clients: ClientCache,
 }
@@ -133,7 +138,15 @@ pub struct ClientCache {
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
+    /// Kerberos credentials, got once per scan by the first probe that needs them; a
+    /// failure is the same answer for every server (and one attempt at the KDC).
+    #[cfg(feature = "kerberos")]
+    kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
 }
+
+#[cfg(feature = "kerberos")]
+type KerberosCredentials =
+    Result<Arc<crate::kerberos::Credentials>, Arc<crate::kerberos::KerberosError>>;
 
 /// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
 /// idle connections a client keeps before it closes the oldest. Each probe leaves at
@@ -154,6 +167,8 @@ impl Default for ClientCache {
                 UNPROVEN_AUTH_RETRIES_PER_SCAN,
             )),
             auth_proven: Arc::default(),
+            #[cfg(feature = "kerberos")]
+            kerberos: Arc::default(),
         }
     }
 }
@@ -216,9 +231,11 @@ impl TransportConfig {
             AuthKind::Certificate if self.client_cert.is_none() || self.client_key.is_none() => {
                 Err("certificate authentication needs --client-cert and --client-key".into())
             }
-            AuthKind::Kerberos if !cfg!(feature = "kerberos") => {
-                Err("this build has no Kerberos support; rebuild with `--features kerberos`".into())
-            }
+            AuthKind::Kerberos if !cfg!(feature = "kerberos") => Err(
+                "--auth kerberos: this build has no Kerberos support; rebuild with the \
+                 `kerberos` feature (cargo build --features kerberos; needs libkrb5-dev)"
+                    .into(),
+            ),
             _ if self.insecure && self.ca_cert.is_some() => {
                 Err("--insecure and --ca-cert contradict each other; choose one".into())
             }
@@ -228,7 +245,11 @@ impl TransportConfig {
 
     /// The client for the next probe on `port` (see [`ClientCache`]). Building one holds
     /// the lock, once per [`PROBES_PER_CLIENT`] probes.
-    fn client_for(&self, port: Option<u16>) -> Result<Arc<WinrmClient>, WinrmError> {
+    fn client_for(
+        &self,
+        port: Option<u16>,
+        kerberos: Option<&KerberosCred>,
+    ) -> Result<Arc<WinrmClient>, WinrmError> {
         let key = port.or(self.port);
         let mut cache = self
             .clients
@@ -241,7 +262,7 @@ impl TransportConfig {
             current.probes += 1;
             return Ok(current.client.clone());
         }
-        let client = Arc::new(self.build_client(key)?);
+        let client = Arc::new(self.build_client(key, kerberos)?);
         cache.insert(
             key,
             CurrentClient {
@@ -252,7 +273,12 @@ impl TransportConfig {
         Ok(client)
     }
 
-    fn build_client(&self, port: Option<u16>) -> Result<WinrmClient, WinrmError> {
+    #[cfg_attr(not(feature = "kerberos"), allow(unused_variables))]
+    fn build_client(
+        &self,
+        port: Option<u16>,
+        kerberos: Option<&KerberosCred>,
+    ) -> Result<WinrmClient, WinrmError> {
         let base = if self.https {
             WinrmConfig::https()
         } else {
@@ -292,6 +318,9 @@ impl TransportConfig {
             client_cert_pem: read_pem(&self.client_cert)?,
             client_key_pem: read_pem(&self.client_key)?,
             user_agent: Some(concat!("eems-scan/", env!("CARGO_PKG_VERSION")).into()),
+            resolve: self.resolve.to_vec(),
+            #[cfg(feature = "kerberos")]
+            kerberos_credential: kerberos.map(|c| c.gss_cred().clone()),
             ..base
         };
         let creds = WinrmCredentials {
@@ -317,6 +346,12 @@ fn kerberos_method() -> AuthMethod {
     AuthMethod::Ntlm
 }
 
+#[cfg(feature = "kerberos")]
+type KerberosCred = crate::kerberos::Credentials;
+/// Never built: without the feature no probe has Kerberos credentials.
+#[cfg(not(feature = "kerberos"))]
+enum KerberosCred {}
+
 /// One host to probe: the name from the inventory, where to connect, and its port.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -324,6 +359,43 @@ pub struct Target {
     /// Address or DNS name handed to the client (bare: no scheme, port or path).
     pub host: String,
     pub port: Option<u16>,
+    /// The DNS name Kerberos needs (SPN `HTTP/<fqdn>`, HTTP `Host`).
+    pub fqdn: Option<String>,
+}
+
+impl Target {
+    pub fn of(e: &eems_core::inventory::InventoryEntry) -> Target {
+        Target {
+            name: e.name.clone(),
+            host: e.connect_host().to_string(),
+            port: e.port,
+            fqdn: e.kerberos_fqdn().map(str::to_string),
+        }
+    }
+
+    /// A server known only by the name a user typed.
+    pub fn named(name: &str) -> Target {
+        Target {
+            name: name.to_string(),
+            host: name.to_string(),
+            port: None,
+            fqdn: eems_core::inventory::as_fqdn(name).map(|f| f.trim_end_matches('.').to_string()),
+        }
+    }
+}
+
+/// `fqdn -> address` for every entry whose `address` is an IP address: Kerberos dials the
+/// address while the URL, `Host`, TLS name and SPN keep the FQDN.
+pub fn resolve_overrides(
+    entries: &[eems_core::inventory::InventoryEntry],
+) -> Vec<(String, IpAddr)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let ip = e.address.as_deref()?.parse::<IpAddr>().ok()?;
+            Some((e.kerberos_fqdn()?.to_string(), ip))
+        })
+        .collect()
 }
 
 /// The cause of a failure, in the few classes an admin acts on differently.
@@ -410,8 +482,20 @@ pub async fn run_probe(
         Stop::Cancelled => fail(stage, FailureKind::Interrupted, "interrupted".into()),
     };
 
+    // Kerberos talks to the FQDN (the SPN and `Host` come from the URL); TCP still goes to
+    // the address through `resolve`.
+    let (host, kerberos) = match cfg.auth {
+        #[cfg(feature = "kerberos")]
+        AuthKind::Kerberos => {
+            let (fqdn, creds) = kerberos_preflight(cfg, target)
+                .await
+                .map_err(|(kind, message)| fail(Stage::Auth, kind, message))?;
+            (fqdn, Some(creds))
+        }
+        _ => (target.host.clone(), None::<Arc<KerberosCred>>),
+    };
     let client = cfg
-        .client_for(target.port)
+        .client_for(target.port, kerberos.as_deref())
         .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
@@ -427,7 +511,7 @@ pub async fn run_probe(
     // about 25,000 handshakes. Each retry is a new handshake
     // with the same odds. A Create is safe to send again (nothing ran; a Command is never
     // resent).
-    let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    let mut opened = bounded(until, cancel, client.open_shell(&host)).await;
     let mut auth_retries = 0;
     for pause_ms in [0, 10, 50, 100, 200] {
         let retry = match &opened {
@@ -466,7 +550,7 @@ pub async fn run_probe(
         {
             break;
         }
-        opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+        opened = bounded(until, cancel, client.open_shell(&host)).await;
     }
     let shell = match opened {
         Err(why) => return Err(stopped(Stage::Connect, why)),
@@ -610,6 +694,74 @@ async fn bounded<F: std::future::Future>(
         _ = cancel.cancelled() => Err(Stop::Cancelled),
         r = tokio::time::timeout_at(until, fut) => r.map_err(|_| Stop::Deadline),
     }
+}
+
+/// The scan's Kerberos credentials (got on first use, on a blocking thread, once) and this
+/// server's FQDN, with its service ticket already fetched: a missing FQDN, a KDC that cannot
+/// be reached, a clock skew, an unknown SPN or a wrong password are named here in plain words
+/// instead of surfacing as a refused HTTP request. The ticket lands in the credential's cache,
+/// so winrm-rs's own context asks the KDC nothing more.
+#[cfg(feature = "kerberos")]
+async fn kerberos_preflight(
+    cfg: &TransportConfig,
+    target: &Target,
+) -> Result<(String, Arc<crate::kerberos::Credentials>), (FailureKind, String)> {
+    let Some(fqdn) = target.fqdn.clone() else {
+        return Err((
+            FailureKind::Other,
+            format!(
+                "Kerberos needs the server's FQDN (the SPN is HTTP/<fqdn>) and {} has none: add \
+                 an fqdn column to the inventory, or list the server by its DNS name",
+                target.name
+            ),
+        ));
+    };
+    if !target.host.eq_ignore_ascii_case(&fqdn) && target.host.parse::<IpAddr>().is_err() {
+        return Err((
+            FailureKind::Other,
+            format!(
+                "with Kerberos the address column must be an IP address (or empty, to connect \
+                 to the FQDN); {} is a DNS name",
+                target.host
+            ),
+        ));
+    }
+    let kerberos_error = |e: &crate::kerberos::KerberosError| {
+        let kind = if e.is_rejected_password() {
+            FailureKind::Auth
+        } else {
+            FailureKind::Other
+        };
+        (kind, e.to_string())
+    };
+    let creds = cfg
+        .clients
+        .kerberos
+        .get_or_init(|| async {
+            let user = cfg.account.display();
+            let password = cfg.password.clone();
+            let has_password = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
+            tokio::task::spawn_blocking(move || {
+                crate::kerberos::Credentials::acquire(&user, has_password.then_some(&password))
+            })
+            .await
+            .map_err(|e| crate::kerberos::KerberosError::Other {
+                what: "getting credentials",
+                detail: e.to_string(),
+            })
+            .and_then(|r| r)
+            .map(Arc::new)
+            .map_err(Arc::new)
+        })
+        .await
+        .clone()
+        .map_err(|e| kerberos_error(&e))?;
+    let (c, f) = (creds.clone(), fqdn.clone());
+    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
+        .await
+        .map_err(|e| (FailureKind::Other, format!("Kerberos: {e}")))?
+        .map_err(|e| kerberos_error(&e))?;
+    Ok((fqdn, creds))
 }
 
 fn client_setup_message(e: &WinrmError) -> String {
@@ -778,6 +930,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             operation_timeout_secs: 20,
             max_output_bytes: 1 << 22,
+            resolve: Arc::default(),
             clients: ClientCache::default(),
         }
     }

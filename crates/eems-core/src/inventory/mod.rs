@@ -62,9 +62,14 @@ impl InventoryEntry {
     pub fn kerberos_fqdn(&self) -> Option<&str> {
         self.fqdn
             .as_deref()
-            .or_else(|| check_fqdn(&self.name).is_ok().then_some(self.name.as_str()))
+            .or_else(|| as_fqdn(&self.name))
             .map(|f| f.trim_end_matches('.'))
     }
+}
+
+/// `s` when it is a DNS name a Kerberos service can have (dotted, not an IPv4 address).
+pub fn as_fqdn(s: &str) -> Option<&str> {
+    check_fqdn(s).is_ok().then_some(s)
 }
 
 /// The inventory file formats.

@@ -32,6 +32,11 @@ pub(super) fn read_password(
             .map(SecretString::from)
             .map_err(|e| usage(format!("cannot read the password from the terminal: {e}")));
     }
+    if conn.auth == crate::transport::AuthKind::Kerberos {
+        // The ticket cache (after kinit) may be all Kerberos needs; without a ticket
+        // either, every server's row says so.
+        return Ok(SecretString::from(String::new()));
+    }
     Err(usage(
         "no password: set EEMS_PASSWORD, use --password-file, or run in a terminal to be \
          prompted (the password is never taken as an argument)",
@@ -89,6 +94,7 @@ pub(super) fn transport_config(
         connect_timeout: Duration::from_secs(conn.connect_timeout),
         operation_timeout_secs: conn.operation_timeout,
         max_output_bytes: MAX_OUTPUT_BYTES,
+        resolve: Default::default(),
         clients: Default::default(),
     };
     cfg.validate().map_err(usage)?;

@@ -61,11 +61,7 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
             return row;
         }
     };
-    let target = Target {
-        name: job.entry.name.clone(),
-        host: job.entry.connect_host().to_string(),
-        port: job.entry.port,
-    };
+    let target = Target::of(&job.entry);
     tracing::debug!(server = %target.name, host = %target.host, "host probe");
     let outcome = transport::run_probe(
         &shared.opts.transport,

@@ -6,6 +6,8 @@ mod common;
 mod everyday;
 mod evidence;
 mod golden;
+#[cfg(feature = "kerberos")]
+mod kerberos;
 mod reliability;
 mod report_cli;
 mod scan_lab;
