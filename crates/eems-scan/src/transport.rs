@@ -952,18 +952,18 @@ mod tests {
     #[test]
     fn a_client_serves_at_most_probes_per_client_probes() {
         let c = cfg(AuthKind::Ntlm, false);
-        let first = c.client_for(None).unwrap();
+        let first = c.client_for(None, None).unwrap();
         for _ in 1..PROBES_PER_CLIENT {
-            assert!(Arc::ptr_eq(&first, &c.client_for(None).unwrap()));
+            assert!(Arc::ptr_eq(&first, &c.client_for(None, None).unwrap()));
         }
-        let next = c.client_for(None).unwrap();
+        let next = c.client_for(None, None).unwrap();
         assert!(
             !Arc::ptr_eq(&first, &next),
             "probe {} got the client that already served {PROBES_PER_CLIENT}",
             PROBES_PER_CLIENT + 1
         );
         // Another port has its own client; the first port's count is not reset by it.
-        assert!(!Arc::ptr_eq(&next, &c.client_for(Some(15985)).unwrap()));
-        assert!(Arc::ptr_eq(&next, &c.client_for(None).unwrap()));
+        assert!(!Arc::ptr_eq(&next, &c.client_for(Some(15985), None).unwrap()));
+        assert!(Arc::ptr_eq(&next, &c.client_for(None, None).unwrap()));
     }
 }
