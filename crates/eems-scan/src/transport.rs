@@ -47,6 +47,18 @@ pub enum AuthKind {
     Certificate,
 }
 
+impl AuthKind {
+    /// The name the reports use, as `--auth` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthKind::Ntlm => "ntlm",
+            AuthKind::Basic => "basic",
+            AuthKind::Kerberos => "kerberos",
+            AuthKind::Certificate => "certificate",
+        }
+    }
+}
+
 /// A user name split the way NTLM needs it (winrm-rs puts both parts on the wire as given).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Account {
@@ -963,7 +975,10 @@ mod tests {
             PROBES_PER_CLIENT + 1
         );
         // Another port has its own client; the first port's count is not reset by it.
-        assert!(!Arc::ptr_eq(&next, &c.client_for(Some(15985), None).unwrap()));
+        assert!(!Arc::ptr_eq(
+            &next,
+            &c.client_for(Some(15985), None).unwrap()
+        ));
         assert!(Arc::ptr_eq(&next, &c.client_for(None, None).unwrap()));
     }
 }

@@ -72,6 +72,13 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
     )
     .await;
     row.duration_ms = started.elapsed().as_millis() as u64;
+    let authenticated = match &outcome {
+        Ok(_) => true,
+        Err(e) => !matches!(e.stage, Stage::Connect | Stage::Auth),
+    };
+    if authenticated {
+        row.auth = Some(shared.opts.transport.auth.name().to_string());
+    }
     let out = match outcome {
         Err(e) => {
             note_auth_failure(&shared, &e);

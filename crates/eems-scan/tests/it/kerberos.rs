@@ -14,7 +14,7 @@ use crate::common::{PASSWORD, USER, eems_scan_env, fleet_from_toml, fleet_toml, 
 
 /// `n` servers on `127.0.<octet>.x` with NTLM blocked, a realm with their `HTTP/<fqdn>`, and the
 /// lab serving Kerberos with its keytab.
-async fn kerberos_lab(
+pub async fn kerberos_lab(
     name: &str,
     octet: u8,
     n: usize,
@@ -41,7 +41,7 @@ async fn kerberos_lab(
 
 /// `eems-scan scan --auth kerberos` on `inventory`, with the realm's krb5.conf and `ccache` as
 /// KRB5CCNAME; the password (maybe empty) in EEMS_PASSWORD as always.
-async fn scan(
+pub async fn scan(
     realm: &Realm,
     dir: &Path,
     inventory: &Path,
@@ -121,7 +121,13 @@ async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
     assert_eq!(rows(&rep).len(), 3);
     for r in rows(&rep) {
         assert_eq!(text(&r["status"]), "ok", "{r}");
+        assert_eq!(text(&r["auth"]), "kerberos", "{r}");
     }
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("authenticated with kerberos on 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_kerberos_only(&lab);
 
     // 2. Only the password: a private in-memory cache; no file appears where KRB5CCNAME points.
