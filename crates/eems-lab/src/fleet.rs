@@ -251,7 +251,11 @@ impl Fleet {
                 port.to_string(),
                 s.role.clone(),
                 s.site.clone(),
-                s.fqdn(),
+                // A fleet may give an address as the FQDN Exchange reports (discovery then
+                // reaches the lab); an address is no Kerberos name, so the column stays empty.
+                eems_core::inventory::as_fqdn(&s.fqdn())
+                    .unwrap_or_default()
+                    .to_string(),
             ]);
         }
         w.into_inner()
