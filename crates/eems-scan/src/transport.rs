@@ -841,6 +841,15 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 (FailureKind::Http, format!("HTTP: {chain}"))
             }
         }
+        // The same for Kerberos, which winrm-rs reports as an authentication failure.
+        WinrmError::AuthFailed(m) if m.contains("without sealing") && m.contains("HTTP ") => (
+            FailureKind::Http,
+            format!(
+                "the WinRM listener answered {} instead of a sealed reply (the WinRM service \
+                 failed on the server; see its event log)",
+                m.find("HTTP ").map_or(m.as_str(), |at| &m[at..])
+            ),
+        ),
         WinrmError::AuthFailed(m) => (
             FailureKind::Auth,
             format!(
