@@ -69,6 +69,9 @@ pub struct ListenerSpec {
     /// NTLM accepted at all (`false`: the domain's "Restrict NTLM" policy; NTLMSSP tokens get
     /// 401 on every host, Kerberos still works).
     pub ntlm: bool,
+    /// The hosts accept Kerberos: `serve` starts a throwaway MIT realm with the lab
+    /// (needs the `kerberos` feature and krb5kdc).
+    pub kerberos: bool,
 }
 
 impl Default for ListenerSpec {
@@ -83,6 +86,7 @@ impl Default for ListenerSpec {
             idle_timeout_secs: 7200,
             plaintext_refusal_status: 401,
             ntlm: true,
+            kerberos: false,
         }
     }
 }
