@@ -220,6 +220,10 @@ struct BenchArgs {
     /// NTLM over HTTPS instead of sealed HTTP.
     #[arg(long)]
     https: bool,
+    /// How the scanner authenticates: `kerberos` has the lab start a throwaway MIT realm
+    /// and block NTLM (needs the kerberos feature and krb5kdc).
+    #[arg(long, value_parser = ["ntlm", "kerberos"], default_value = "ntlm")]
+    auth: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
@@ -255,6 +259,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             latency_ms: a.latency_ms,
             exec_ms: a.exec_ms,
             https: a.https,
+            kerberos: a.auth == "kerberos",
             seed: a.seed,
             work_dir,
             lab_bin: here.clone(),

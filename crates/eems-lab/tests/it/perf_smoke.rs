@@ -17,6 +17,7 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
         latency_ms: 10,
         exec_ms: 1000,
         https: false,
+        kerberos: false,
         seed: 7,
         work_dir,
         lab_bin: PathBuf::from(env!("CARGO_BIN_EXE_eems-lab")),
