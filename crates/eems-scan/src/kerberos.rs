@@ -1,5 +1,5 @@
-//! Kerberos credentials for a scan (issue 9; feature `kerberos`; not wired into the transport
-//! yet).
+//! Kerberos credentials for a scan (issue 9; feature `kerberos`), got once per scan by
+//! `transport.rs` for `--auth kerberos`.
 //!
 //! Where they come from, in this order:
 //! 1. the user's ticket cache (`KRB5CCNAME`, after `kinit`) when it holds a TGT of the wanted
