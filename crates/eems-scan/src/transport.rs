@@ -153,7 +153,7 @@ pub struct ClientCache {
     /// Kerberos credentials, got once per scan by the first probe that needs them; a
     /// failure is the same answer for every server (and one attempt at the KDC).
     #[cfg(feature = "kerberos")]
-    kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
+    pub(crate) kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
 }
 
 #[cfg(feature = "kerberos")]
@@ -499,7 +499,7 @@ pub async fn run_probe(
     let (host, kerberos) = match cfg.auth {
         #[cfg(feature = "kerberos")]
         AuthKind::Kerberos => {
-            let (fqdn, creds) = kerberos_preflight(cfg, target)
+            let (fqdn, creds) = crate::kerberos::preflight(cfg, target)
                 .await
                 .map_err(|(kind, message)| fail(Stage::Auth, kind, message))?;
             (fqdn, Some(creds))
@@ -706,74 +706,6 @@ async fn bounded<F: std::future::Future>(
         _ = cancel.cancelled() => Err(Stop::Cancelled),
         r = tokio::time::timeout_at(until, fut) => r.map_err(|_| Stop::Deadline),
     }
-}
-
-/// The scan's Kerberos credentials (got on first use, on a blocking thread, once) and this
-/// server's FQDN, with its service ticket already fetched: a missing FQDN, a KDC that cannot
-/// be reached, a clock skew, an unknown SPN or a wrong password are named here in plain words
-/// instead of surfacing as a refused HTTP request. The ticket lands in the credential's cache,
-/// so winrm-rs's own context asks the KDC nothing more.
-#[cfg(feature = "kerberos")]
-async fn kerberos_preflight(
-    cfg: &TransportConfig,
-    target: &Target,
-) -> Result<(String, Arc<crate::kerberos::Credentials>), (FailureKind, String)> {
-    let Some(fqdn) = target.fqdn.clone() else {
-        return Err((
-            FailureKind::Other,
-            format!(
-                "Kerberos needs the server's FQDN (the SPN is HTTP/<fqdn>) and {} has none: add \
-                 an fqdn column to the inventory, or list the server by its DNS name",
-                target.name
-            ),
-        ));
-    };
-    if !target.host.eq_ignore_ascii_case(&fqdn) && target.host.parse::<IpAddr>().is_err() {
-        return Err((
-            FailureKind::Other,
-            format!(
-                "with Kerberos the address column must be an IP address (or empty, to connect \
-                 to the FQDN); {} is a DNS name",
-                target.host
-            ),
-        ));
-    }
-    let kerberos_error = |e: &crate::kerberos::KerberosError| {
-        let kind = if e.is_rejected_password() {
-            FailureKind::Auth
-        } else {
-            FailureKind::Other
-        };
-        (kind, e.to_string())
-    };
-    let creds = cfg
-        .clients
-        .kerberos
-        .get_or_init(|| async {
-            let user = cfg.account.display();
-            let password = cfg.password.clone();
-            let has_password = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
-            tokio::task::spawn_blocking(move || {
-                crate::kerberos::Credentials::acquire(&user, has_password.then_some(&password))
-            })
-            .await
-            .map_err(|e| crate::kerberos::KerberosError::Other {
-                what: "getting credentials",
-                detail: e.to_string(),
-            })
-            .and_then(|r| r)
-            .map(Arc::new)
-            .map_err(Arc::new)
-        })
-        .await
-        .clone()
-        .map_err(|e| kerberos_error(&e))?;
-    let (c, f) = (creds.clone(), fqdn.clone());
-    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
-        .await
-        .map_err(|e| (FailureKind::Other, format!("Kerberos: {e}")))?
-        .map_err(|e| kerberos_error(&e))?;
-    Ok((fqdn, creds))
 }
 
 fn client_setup_message(e: &WinrmError) -> String {
