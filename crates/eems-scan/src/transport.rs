@@ -782,6 +782,20 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 m.find("HTTP ").map_or(m.as_str(), |at| &m[at..])
             ),
         ),
+        // The KDC issued the ticket (the pre-flight got it), so the server refused a valid
+        // one: a bare 401 carries no reason, these are the causes left.
+        WinrmError::AuthFailed(m)
+            if cfg.auth == AuthKind::Kerberos && m.contains("Kerberos authentication rejected") =>
+        {
+            (
+                FailureKind::Auth,
+                "the server refused the Kerberos ticket the KDC issued for it: most often the \
+                 server's clock differs from the KDC's by more than the allowed skew (5 minutes \
+                 unless configured; synchronise it, NTP), or its keytab no longer matches \
+                 HTTP/<fqdn> (reset the computer account)"
+                    .into(),
+            )
+        }
         WinrmError::AuthFailed(m) => (
             FailureKind::Auth,
             format!(

@@ -12,28 +12,30 @@ use eems_lab::testkit::start_kerberos_lab;
 
 use crate::common::{PASSWORD, USER, eems_scan_env, fleet_from_toml, fleet_toml, report, scratch};
 
-/// `n` servers on `127.0.<octet>.x` with NTLM blocked, a realm with their `HTTP/<fqdn>`, and the
-/// lab serving Kerberos with its keytab.
+/// `n` servers on `127.0.<octet>.x` with NTLM blocked, a realm with their `HTTP/<fqdn>` (its
+/// KDC's clock `kdc_skew_secs` off), and the lab serving Kerberos with its keytab.
 pub async fn kerberos_lab(
     name: &str,
     octet: u8,
     n: usize,
-    extra: &str,
+    kdc_skew_secs: i64,
 ) -> (Realm, Lab, std::path::PathBuf) {
     let servers: Vec<_> = (1..=n)
         .map(|i| {
             (
                 format!("KR{i:02}"),
                 format!("127.0.{octet}.{i}"),
-                extra.to_string(),
+                String::new(),
             )
         })
         .collect();
     let mut fleet = fleet_from_toml(&fleet_toml("", &servers));
     fleet.listener.ntlm = false;
-    let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
-        .await
-        .unwrap();
+    let spec = RealmSpec {
+        kdc_clock_offset_secs: kdc_skew_secs,
+        ..RealmSpec::for_fleet(&fleet).unwrap()
+    };
+    let realm = Realm::start(spec).await.unwrap();
     let dir = scratch(name);
     let lab = start_kerberos_lab(fleet, &dir, &realm).await;
     (realm, lab, dir)
@@ -106,7 +108,7 @@ fn assert_kerberos_only(lab: &Lab) {
     ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
 )]
 async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
-    let (realm, lab, dir) = kerberos_lab("kerberos-ok", 150, 3, "").await;
+    let (realm, lab, dir) = kerberos_lab("kerberos-ok", 150, 3, 0).await;
     let inventory = dir.join("inventory.csv");
 
     // 1. A ticket cache from kinit, no password at all.
@@ -156,7 +158,7 @@ async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
     ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
 )]
 async fn each_kerberos_failure_is_an_error_row_in_plain_words() {
-    let (mut realm, lab, dir) = kerberos_lab("kerberos-errors", 151, 2, "").await;
+    let (mut realm, lab, dir) = kerberos_lab("kerberos-errors", 151, 2, 0).await;
     let inventory = dir.join("inventory.csv");
     let no_cache = dir.join("none.ccache");
 
@@ -229,5 +231,39 @@ async fn each_kerberos_failure_is_an_error_row_in_plain_words() {
 
     // None of it reached a server with anything but Kerberos, and nothing succeeded.
     assert!(lab.log_records().iter().all(|r| r.auth != "ntlm"));
+    lab.shutdown().await;
+}
+
+/// A KDC whose clock is an hour ahead of the server's: MIT's client adopts the KDC's time
+/// (kdc_timesync), so the ticket is issued and the server refuses it as not yet valid; a bare
+/// 401 names no reason, so the row names the clock as the likely cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    eems_no_kdc,
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+)]
+async fn a_kdc_clock_an_hour_off_is_a_clock_skew_row() {
+    let (realm, lab, dir) = kerberos_lab("kerberos-skew", 154, 1, 3600).await;
+    let (out, rep) = scan(
+        &realm,
+        &dir,
+        &dir.join("inventory.csv"),
+        &dir.join("none.ccache"),
+        PASSWORD,
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let e = text(&rows(&rep)[0]["error"]);
+    assert!(e.contains("clock") && e.contains("synchronise"), "{e}");
+    let records = lab.log_records();
+    assert!(
+        records.iter().any(|r| r.auth == "kerberos"
+            && r.status == 401
+            && r.note
+                .as_deref()
+                .is_some_and(|n| n.contains("not yet valid") || n.contains("skew"))),
+        "{records:?}"
+    );
     lab.shutdown().await;
 }
