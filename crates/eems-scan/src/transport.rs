@@ -903,6 +903,20 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_without_the_feature_is_a_usage_error_naming_it() {
+        let e = cfg(AuthKind::Kerberos, false).validate();
+        if cfg!(feature = "kerberos") {
+            assert!(e.is_ok(), "{e:?}");
+        } else {
+            let e = e.unwrap_err();
+            assert!(
+                e.contains("`kerberos` feature") && e.contains("--auth kerberos"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn basic_over_http_is_refused_with_a_reason() {
         let e = cfg(AuthKind::Basic, false).validate().unwrap_err();
         assert!(e.contains("--https"), "{e}");
