@@ -451,34 +451,39 @@ pub(crate) async fn preflight(
         };
         (kind, e.to_string())
     };
-    let creds = cfg
-        .clients
-        .kerberos
-        .get_or_init(|| async {
-            let user = cfg.account.display();
-            let password = cfg.password.clone();
-            let has_password = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
-            tokio::task::spawn_blocking(move || {
-                Credentials::acquire(&user, has_password.then_some(&password))
-            })
-            .await
-            .map_err(|e| KerberosError::Other {
-                what: "getting credentials",
-                detail: e.to_string(),
-            })
-            .and_then(|r| r)
-            .map(std::sync::Arc::new)
-            .map_err(std::sync::Arc::new)
-        })
-        .await
-        .clone()
-        .map_err(|e| kerberos_error(&e))?;
+    let creds = credentials(cfg).await.map_err(|e| kerberos_error(&e))?;
     let (c, f) = (creds.clone(), fqdn.clone());
     tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
         .await
         .map_err(|e| (FailureKind::Other, format!("Kerberos: {e}")))?
         .map_err(|e| kerberos_error(&e))?;
     Ok((fqdn, creds))
+}
+
+/// The scan's credentials, got once on a blocking thread: with `--auth kerberos` from the
+/// ticket cache or else the password; without `--auth` from the ticket cache only, so that no
+/// password goes to whatever realm a default krb5.conf names.
+pub(crate) async fn credentials(
+    cfg: &crate::transport::TransportConfig,
+) -> Result<std::sync::Arc<Credentials>, std::sync::Arc<KerberosError>> {
+    cfg.clients
+        .kerberos
+        .get_or_init(|| async {
+            let user = cfg.account.display();
+            let password = (!cfg.auth_auto && !cfg.password.expose_secret().is_empty())
+                .then(|| cfg.password.clone());
+            tokio::task::spawn_blocking(move || Credentials::acquire(&user, password.as_ref()))
+                .await
+                .map_err(|e| KerberosError::Other {
+                    what: "getting credentials",
+                    detail: e.to_string(),
+                })
+                .and_then(|r| r)
+                .map(std::sync::Arc::new)
+                .map_err(std::sync::Arc::new)
+        })
+        .await
+        .clone()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ const QUICK_EMPTY_POLLS: u32 = 3;
 const POWERSHELL_EXE: &str = r"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe";
 
 /// Authentication scheme for the WinRM connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum AuthKind {
     /// NTLMv2; over HTTP the messages are sealed (a stock Exchange server accepts this).
     Ntlm,
@@ -110,7 +110,11 @@ pub struct TransportConfig {
     pub https: bool,
     /// `None`: 5985 for HTTP, 5986 for HTTPS (an inventory row may override per host).
     pub port: Option<u16>,
+    /// The mechanism `--auth` forced, or (`auth_auto`) the one used when Kerberos is not.
     pub auth: AuthKind,
+    /// No `--auth`: Kerberos for each server with an FQDN when the user's ticket cache has a
+    /// valid ticket for the account (never a password sent to a KDC unasked), else `auth`.
+    pub auth_auto: bool,
     pub account: Account,
     /// Never printed: `SecretString` redacts itself in Debug.
     pub password: SecretString,
@@ -145,7 +149,7 @@ pub struct TransportConfig {
 /// more than 32 connections, idle or busy, so none is closed under a probe.
 #[derive(Clone)]
 pub struct ClientCache {
-    clients: Arc<Mutex<HashMap<Option<u16>, CurrentClient>>>,
+    clients: Arc<Mutex<HashMap<(Option<u16>, AuthKind), CurrentClient>>>,
     /// Authentication retries left before any server accepted the credentials.
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
@@ -223,6 +227,21 @@ impl fmt::Debug for TransportConfig {
 }
 
 impl TransportConfig {
+    /// The mechanism for `target`: the forced one, or without `--auth` Kerberos when the
+    /// server has an FQDN and the scan's ticket (from the cache, got once) is valid.
+    pub async fn mechanism_for(&self, target: &Target) -> AuthKind {
+        #[cfg(feature = "kerberos")]
+        if self.auth_auto
+            && target.fqdn.is_some()
+            && crate::kerberos::credentials(self).await.is_ok()
+        {
+            return AuthKind::Kerberos;
+        }
+        #[cfg(not(feature = "kerberos"))]
+        let _ = target;
+        self.auth
+    }
+
     /// Checks combinations Windows or winrm-rs would refuse, with a reason a user can act on.
     pub fn validate(&self) -> Result<(), String> {
         match self.auth {
@@ -260,9 +279,10 @@ impl TransportConfig {
     fn client_for(
         &self,
         port: Option<u16>,
+        auth: AuthKind,
         kerberos: Option<&KerberosCred>,
     ) -> Result<Arc<WinrmClient>, WinrmError> {
-        let key = port.or(self.port);
+        let key = (port.or(self.port), auth);
         let mut cache = self
             .clients
             .clients
@@ -274,7 +294,7 @@ impl TransportConfig {
             current.probes += 1;
             return Ok(current.client.clone());
         }
-        let client = Arc::new(self.build_client(key, kerberos)?);
+        let client = Arc::new(self.build_client(key.0, auth, kerberos)?);
         cache.insert(
             key,
             CurrentClient {
@@ -289,6 +309,7 @@ impl TransportConfig {
     fn build_client(
         &self,
         port: Option<u16>,
+        auth: AuthKind,
         kerberos: Option<&KerberosCred>,
     ) -> Result<WinrmClient, WinrmError> {
         let base = if self.https {
@@ -296,7 +317,7 @@ impl TransportConfig {
         } else {
             WinrmConfig::http()
         };
-        let auth_method = match self.auth {
+        let auth_method = match auth {
             AuthKind::Ntlm => AuthMethod::Ntlm,
             AuthKind::Basic => AuthMethod::Basic,
             AuthKind::Kerberos => kerberos_method(),
@@ -315,7 +336,7 @@ impl TransportConfig {
         // another connection than the NEGOTIATE, which Windows (and the lab) refuse
         // with 401. Sealed, each connection authenticates once and keeps its context;
         // Windows accepts sealed bodies over HTTPS.
-        let encryption = match self.auth {
+        let encryption = match auth {
             AuthKind::Ntlm | AuthKind::Kerberos if self.https => EncryptionMode::Always,
             _ => EncryptionMode::Auto,
         };
@@ -496,7 +517,8 @@ pub async fn run_probe(
 
     // Kerberos talks to the FQDN (the SPN and `Host` come from the URL); TCP still goes to
     // the address through `resolve`.
-    let (host, kerberos) = match cfg.auth {
+    let auth = cfg.mechanism_for(target).await;
+    let (host, kerberos) = match auth {
         #[cfg(feature = "kerberos")]
         AuthKind::Kerberos => {
             let (fqdn, creds) = crate::kerberos::preflight(cfg, target)
@@ -507,7 +529,7 @@ pub async fn run_probe(
         _ => (target.host.clone(), None::<Arc<KerberosCred>>),
     };
     let client = cfg
-        .client_for(target.port, kerberos.as_deref())
+        .client_for(target.port, auth, kerberos.as_deref())
         .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
@@ -784,18 +806,14 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
         ),
         // The KDC issued the ticket (the pre-flight got it), so the server refused a valid
         // one: a bare 401 carries no reason, these are the causes left.
-        WinrmError::AuthFailed(m)
-            if cfg.auth == AuthKind::Kerberos && m.contains("Kerberos authentication rejected") =>
-        {
-            (
-                FailureKind::Auth,
-                "the server refused the Kerberos ticket the KDC issued for it: most often the \
+        WinrmError::AuthFailed(m) if m.contains("Kerberos authentication rejected") => (
+            FailureKind::Auth,
+            "the server refused the Kerberos ticket the KDC issued for it: most often the \
                  server's clock differs from the KDC's by more than the allowed skew (5 minutes \
                  unless configured; synchronise it, NTP), or its keytab no longer matches \
                  HTTP/<fqdn> (reset the computer account)"
-                    .into(),
-            )
-        }
+                .into(),
+        ),
         WinrmError::AuthFailed(m) => (
             FailureKind::Auth,
             format!(
@@ -897,6 +915,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             operation_timeout_secs: 20,
             max_output_bytes: 1 << 22,
+            auth_auto: false,
             resolve: Arc::default(),
             clients: ClientCache::default(),
         }
@@ -933,11 +952,14 @@ mod tests {
     #[test]
     fn a_client_serves_at_most_probes_per_client_probes() {
         let c = cfg(AuthKind::Ntlm, false);
-        let first = c.client_for(None, None).unwrap();
+        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap();
         for _ in 1..PROBES_PER_CLIENT {
-            assert!(Arc::ptr_eq(&first, &c.client_for(None, None).unwrap()));
+            assert!(Arc::ptr_eq(
+                &first,
+                &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+            ));
         }
-        let next = c.client_for(None, None).unwrap();
+        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap();
         assert!(
             !Arc::ptr_eq(&first, &next),
             "probe {} got the client that already served {PROBES_PER_CLIENT}",
@@ -946,8 +968,11 @@ mod tests {
         // Another port has its own client; the first port's count is not reset by it.
         assert!(!Arc::ptr_eq(
             &next,
-            &c.client_for(Some(15985), None).unwrap()
+            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap()
         ));
-        assert!(Arc::ptr_eq(&next, &c.client_for(None, None).unwrap()));
+        assert!(Arc::ptr_eq(
+            &next,
+            &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+        ));
     }
 }

@@ -32,7 +32,7 @@ pub(super) fn read_password(
             .map(SecretString::from)
             .map_err(|e| usage(format!("cannot read the password from the terminal: {e}")));
     }
-    if conn.auth == crate::transport::AuthKind::Kerberos {
+    if conn.auth == Some(crate::transport::AuthKind::Kerberos) {
         // The ticket cache (after kinit) may be all Kerberos needs; without a ticket
         // either, every server's row says so.
         return Ok(SecretString::from(String::new()));
@@ -84,7 +84,8 @@ pub(super) fn transport_config(
     let cfg = TransportConfig {
         https: conn.https,
         port: conn.port,
-        auth: conn.auth,
+        auth: conn.auth.unwrap_or(crate::transport::AuthKind::Ntlm),
+        auth_auto: conn.auth.is_none(),
         account,
         password,
         ca_cert: conn.ca_cert.clone(),

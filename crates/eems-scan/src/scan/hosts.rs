@@ -77,7 +77,9 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
         Err(e) => !matches!(e.stage, Stage::Connect | Stage::Auth),
     };
     if authenticated {
-        row.auth = Some(shared.opts.transport.auth.name().to_string());
+        // The same answer run_probe got: the scan's credentials are got once.
+        let auth = shared.opts.transport.mechanism_for(&target).await;
+        row.auth = Some(auth.name().to_string());
     }
     let out = match outcome {
         Err(e) => {

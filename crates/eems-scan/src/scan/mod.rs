@@ -137,8 +137,8 @@ pub async fn run(
 ) -> std::io::Result<ScanOutcome> {
     let started_at = now_rfc3339();
     let mut opts = opts.clone();
-    if let (Servers::Listed(entries), transport::AuthKind::Kerberos) =
-        (&servers, opts.transport.auth)
+    if let Servers::Listed(entries) = &servers
+        && (opts.transport.auth == transport::AuthKind::Kerberos || opts.transport.auth_auto)
     {
         opts.transport.resolve = Arc::new(transport::resolve_overrides(entries));
     }

@@ -149,6 +149,55 @@ async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
     assert_kerberos_only(&lab);
     // The KDC issued service tickets for the lab's FQDNs.
     assert!(realm.kdc_log().contains("HTTP/kr01.lab.local@LAB.LOCAL"));
+
+    // 3. No --auth: the kinit ticket makes it Kerberos...
+    let env = |ccache: &Path| {
+        let mut env: Vec<(&str, OsString)> = realm
+            .client_env()
+            .into_iter()
+            .filter(|(k, _)| *k == "KRB5_CONFIG")
+            .collect();
+        env.push(("KRB5CCNAME", format!("FILE:{}", ccache.display()).into()));
+        env
+    };
+    let json = dir.join("auto.json");
+    let args = [
+        "scan",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-u",
+        USER,
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let out = eems_scan_env(&args, PASSWORD, &env(&ccache)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep = report(&json);
+    assert!(
+        rows(&rep).iter().all(|r| text(&r["auth"]) == "kerberos"),
+        "{rep}"
+    );
+    assert_kerberos_only(&lab);
+    // ...and without a ticket it is NTLM (refused here), the password sent to no KDC.
+    let as_reqs = |log: &str| log.lines().filter(|l| l.contains("AS_REQ")).count();
+    let before = as_reqs(&realm.kdc_log());
+    let out = eems_scan_env(&args, PASSWORD, &env(&absent)).await;
+    assert_eq!(out.status.code(), Some(3));
+    let rep = report(&json);
+    for r in rows(&rep) {
+        assert!(text(&r["error"]).contains("authentication failed"), "{r}");
+    }
+    assert!(
+        lab.log_records()
+            .iter()
+            .any(|r| r.auth == "ntlm" && r.status == 401)
+    );
+    assert_eq!(as_reqs(&realm.kdc_log()), before, "{}", realm.kdc_log());
     lab.shutdown().await;
 }
 
