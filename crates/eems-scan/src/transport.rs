@@ -149,7 +149,7 @@ pub struct TransportConfig {
 /// more than 32 connections, idle or busy, so none is closed under a probe.
 #[derive(Clone)]
 pub struct ClientCache {
-    clients: Arc<Mutex<HashMap<(Option<u16>, AuthKind), CurrentClient>>>,
+    clients: Arc<Mutex<HashMap<ClientKey, CurrentClient>>>,
     /// Authentication retries left before any server accepted the credentials.
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
@@ -169,6 +169,9 @@ type KerberosCredentials =
 /// most one connection behind (a failed one is discarded), so a client never has a
 /// reason to close one. Also below its 128 requests in flight per client.
 const PROBES_PER_CLIENT: usize = 32;
+
+/// A client serves one port with one mechanism (without `--auth` a scan may use two).
+type ClientKey = (Option<u16>, AuthKind);
 
 struct CurrentClient {
     client: Arc<WinrmClient>,
