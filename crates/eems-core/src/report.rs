@@ -45,6 +45,10 @@ pub struct ServerRow {
     pub error: Option<String>,
     #[serde(default)]
     pub error_stage: Option<Stage>,
+    /// The mechanism that authenticated to this server (`ntlm`, `kerberos`, `basic`,
+    /// `certificate`); absent when none did (reports from before the field load alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
     pub duration_ms: u64,
     /// HealthChecker's display lines for this server, in its order (JSON only).
     #[serde(default)]
@@ -131,6 +135,7 @@ impl ServerRow {
             findings: Vec::new(),
             error: None,
             error_stage: None,
+            auth: None,
             duration_ms: 0,
             healthchecker: Vec::new(),
             fetch_state: None,

@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub https: bool,
     /// The scan's `--evidence-days`; 0 scans with `--no-evidence` (host probe v1 alone).
     pub evidence_days: u32,
+    /// Kerberos from a throwaway realm the lab process starts, NTLM blocked, instead of NTLM.
+    pub kerberos: bool,
     pub seed: u64,
     pub work_dir: PathBuf,
     pub lab_bin: PathBuf,
@@ -100,22 +102,34 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
             );
         }
     }
-    let fleet = generate(&GenOptions {
+    if o.kerberos && o.peer_python.is_some() {
+        bail!("--peer runs pywinrm with NTLM: it cannot be measured against a Kerberos-only lab");
+    }
+    let mut fleet = generate(&GenOptions {
         servers: o.servers,
         seed: o.seed,
         latency_ms: o.latency_ms,
         exec_ms: o.exec_ms,
         faults: false,
     });
+    if o.kerberos {
+        fleet.listener.kerberos = true;
+        fleet.listener.ntlm = false;
+    }
     let fleet_path = o.work_dir.join("fleet.toml");
     std::fs::write(&fleet_path, toml::to_string(&fleet)?)?;
     let inventory = o.work_dir.join("inventory.csv");
     std::fs::write(&inventory, fleet.inventory_csv(o.https, |_| true))?;
     let log_path = o.work_dir.join("lab.jsonl");
     let ca_path = o.work_dir.join("ca.pem");
+    let krb5_conf = o.work_dir.join("krb5.conf");
 
-    let mut lab = Command::new(&o.lab_bin)
-        .arg("serve")
+    let mut serve = Command::new(&o.lab_bin);
+    serve.arg("serve");
+    if o.kerberos {
+        serve.arg("--krb5-conf-out").arg(&krb5_conf);
+    }
+    let mut lab = serve
         .arg("--fleet")
         .arg(&fleet_path)
         .arg("--ca-out")
@@ -155,10 +169,11 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         concurrency: o.concurrency,
         latency_ms: o.latency_ms,
         exec_ms: o.exec_ms,
-        transport: if o.https {
-            "NTLM/HTTPS"
-        } else {
-            "NTLM/HTTP sealed"
+        transport: match (o.kerberos, o.https) {
+            (false, true) => "NTLM/HTTPS",
+            (false, false) => "NTLM/HTTP sealed",
+            (true, true) => "Kerberos/HTTPS",
+            (true, false) => "Kerberos/HTTP sealed",
         },
         evidence_days: o.evidence_days,
         requests_per_server: median,
@@ -212,6 +227,16 @@ fn measure(
         0 => cmd.arg("--no-evidence"),
         days => cmd.args(["--evidence-days", &days.to_string()]),
     };
+    if o.kerberos {
+        // The lab's realm, and no ticket cache of the user's: the scan gets its own ticket
+        // from the password, as an unattended scan does.
+        cmd.args(["--auth", "kerberos"])
+            .env("KRB5_CONFIG", o.work_dir.join("krb5.conf"))
+            .env(
+                "KRB5CCNAME",
+                format!("FILE:{}", o.work_dir.join("no-such.ccache").display()),
+            );
+    }
     let started = Instant::now();
     let child = cmd
         .spawn()
@@ -420,7 +445,10 @@ fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
         let t = per_server.entry(r.server.as_str()).or_default();
         t.requests += 1;
         t.conns.insert(r.conn);
-        if r.step == crate::log::STEP_CHALLENGE {
+        // NTLM: one CHALLENGE per handshake; Kerberos: one AP-REQ accepted, no challenge.
+        if r.step == crate::log::STEP_CHALLENGE
+            || (r.auth == crate::log::AUTH_KERBEROS && r.step == crate::log::STEP_AUTHENTICATED)
+        {
             t.handshakes += 1;
         }
     }

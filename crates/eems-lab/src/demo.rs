@@ -26,14 +26,20 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("demo fleet: {e}"))?;
     let servers = fleet.servers.len();
-    let lab = Lab::start(
-        fleet,
-        LabOptions {
-            log_path: Some(out_dir.join("lab-requests.jsonl")),
-            keep_log_in_memory: false,
-        },
-    )
-    .await?;
+    let opts = LabOptions {
+        log_path: Some(out_dir.join("lab-requests.jsonl")),
+        keep_log_in_memory: false,
+    };
+    // Kerberos when this build has it and MIT's KDC is installed: a throwaway realm, NTLM
+    // still accepted (some demo hosts are broken on purpose, not by policy).
+    let kerberos = kerberos_realm(&fleet).await;
+    #[cfg(feature = "kerberos")]
+    let lab = match &kerberos {
+        Ok(realm) => Lab::start_with_realm(fleet, opts, crate::http::Listen::Both, realm).await?,
+        Err(_) => Lab::start(fleet, opts).await?,
+    };
+    #[cfg(not(feature = "kerberos"))]
+    let lab = Lab::start(fleet, opts).await?;
     let inventory = out_dir.join("inventory.csv");
     std::fs::write(&inventory, lab.inventory_csv())?;
 
@@ -43,7 +49,7 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
     let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
     // A short deadline and OperationTimeout keep the demo's hung and slow servers brief;
     // a real fleet keeps the defaults (120 s, 20 s).
-    let args = [
+    let mut args = vec![
         "scan",
         "--inventory",
         path_str(&inventory)?,
@@ -63,16 +69,38 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
         "--evidence-days",
         "7",
     ];
+    let mechanism = match &kerberos {
+        Ok(_) => {
+            args.extend(["--auth", "kerberos"]);
+            "Kerberos from a real MIT KDC on loopback, sealed"
+        }
+        Err(why) => {
+            eprintln!("eems-lab demo: Kerberos skipped: {why}; scanning with NTLM");
+            "NTLM, sealed"
+        }
+    };
     eprintln!(
-        "eems-lab demo: {servers} simulated Exchange servers on 127.0.10.x (WinRM over HTTP, NTLM, sealed)"
+        "eems-lab demo: {servers} simulated Exchange servers on 127.0.10.x (WinRM over HTTP, {mechanism})"
     );
     eprintln!(
         "running: eems-scan {} (password from the lab's fixture account, in EEMS_PASSWORD)\n",
         args.join(" ")
     );
     // The password goes through the environment, never the argument list.
-    let status = tokio::process::Command::new(&scanner)
-        .args(args)
+    let mut scan = tokio::process::Command::new(&scanner);
+    #[cfg(feature = "kerberos")]
+    if let Ok(realm) = &kerberos {
+        // The realm's krb5.conf; no ticket cache, so the scanner gets its own ticket from
+        // the password, in memory.
+        scan.envs(
+            realm
+                .client_env()
+                .into_iter()
+                .filter(|(k, _)| *k == "KRB5_CONFIG"),
+        );
+    }
+    let status = scan
+        .args(&args)
         .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)
         // The demo's scan is the documented one: no saved profile of the user's applies.
         .env("EEMS_NO_PROFILE", "1")
@@ -81,6 +109,7 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: cannot run: {e}", scanner.display()))?;
     let code = status.code().unwrap_or(-1);
     lab.shutdown().await;
+    drop(kerberos);
     eprintln!(
         "\nreports: {}, {} and {} (exit status {code}: some demo servers are broken on purpose)",
         csv.display(),
@@ -88,6 +117,26 @@ pub async fn run(out_dir: &Path) -> anyhow::Result<()> {
         html.display()
     );
     Ok(())
+}
+
+/// The demo's realm, or why there is none (said before the scan).
+#[cfg(feature = "kerberos")]
+async fn kerberos_realm(fleet: &Fleet) -> Result<crate::kdc::Realm, String> {
+    if let Some(why) = crate::kdc::unavailable() {
+        return Err(why);
+    }
+    let spec = crate::kdc::RealmSpec::for_fleet(fleet).map_err(|e| e.to_string())?;
+    crate::kdc::Realm::start(spec)
+        .await
+        .map_err(|e| format!("the KDC did not start: {e:#}"))
+}
+
+#[cfg(not(feature = "kerberos"))]
+async fn kerberos_realm(_fleet: &Fleet) -> Result<std::convert::Infallible, String> {
+    Err(
+        "this build has no Kerberos (build with --features kerberos, which needs libkrb5-dev)"
+            .into(),
+    )
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {

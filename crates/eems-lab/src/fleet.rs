@@ -72,6 +72,12 @@ pub struct ListenerSpec {
     /// HTTP status for a plaintext SOAP body on an NTLM-authenticated HTTP connection
     /// (401 as seen for NTLM; 500 as seen for Kerberos).
     pub plaintext_refusal_status: u16,
+    /// NTLM accepted at all (`false`: the domain's "Restrict NTLM" policy; NTLMSSP tokens get
+    /// 401 on every host, Kerberos still works).
+    pub ntlm: bool,
+    /// The hosts accept Kerberos: `serve` starts a throwaway MIT realm with the lab
+    /// (needs the `kerberos` feature and krb5kdc).
+    pub kerberos: bool,
 }
 
 impl Default for ListenerSpec {
@@ -85,6 +91,8 @@ impl Default for ListenerSpec {
             max_shells_per_user: 30,
             idle_timeout_secs: 7200,
             plaintext_refusal_status: 401,
+            ntlm: true,
+            kerberos: false,
         }
     }
 }
@@ -188,6 +196,8 @@ pub struct Faults {
     pub endless_output: bool,
     /// Exchange's `/PowerShell` endpoint (feature `kerberos`, `exchange_ps`) does not listen.
     pub ps_down: bool,
+    /// This host refuses NTLM (Windows' "NTLM blocked"): NTLMSSP tokens get 401.
+    pub ntlm_disabled: bool,
 }
 
 impl Fleet {
@@ -236,11 +246,11 @@ impl Fleet {
 }
 
 impl Fleet {
-    /// The scanner's inventory of this fleet: `name,address,port,role,site` for every
+    /// The scanner's inventory of this fleet: `name,address,port,role,site,fqdn` for every
     /// server `keep` accepts, with the HTTP or the HTTPS port.
     pub fn inventory_csv(&self, https: bool, keep: impl Fn(&ServerSpec) -> bool) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(["name", "address", "port", "role", "site"]);
+        let _ = w.write_record(["name", "address", "port", "role", "site", "fqdn"]);
         for s in self.servers.iter().filter(|s| keep(s)) {
             let port = if https {
                 s.https_port(&self.listener)
@@ -253,6 +263,11 @@ impl Fleet {
                 port.to_string(),
                 s.role.clone(),
                 s.site.clone(),
+                // A fleet may give an address as the FQDN Exchange reports (discovery then
+                // reaches the lab); an address is no Kerberos name, so the column stays empty.
+                eems_core::inventory::as_fqdn(&s.fqdn())
+                    .unwrap_or_default()
+                    .to_string(),
             ]);
         }
         w.into_inner()

@@ -9,6 +9,7 @@
 use crate::fleet::{AccountSpec, ListenerSpec, ServerSpec};
 use crate::log::{self, LogRecord, RequestLog};
 use crate::ntlm::{self, CbtPolicy, ServerIdentity};
+use crate::sealing::Protocol;
 use crate::tls::HostTls;
 use crate::wsman::{self, WsmanRequest};
 use base64::Engine;
@@ -55,6 +56,10 @@ pub struct HostCtx {
     pub conn_ids: Arc<AtomicU64>,
     /// `drop_mid_response` hits the first Command only.
     command_dropped: AtomicBool,
+    /// The keys of `HTTP/<fqdn>` when the lab runs with a realm; without, Kerberos tokens get
+    /// 401 as on a host outside any domain.
+    #[cfg(feature = "kerberos")]
+    pub kerberos: Option<crate::kerberos::Acceptor>,
 }
 
 impl HostCtx {
@@ -81,11 +86,17 @@ impl HostCtx {
             log,
             conn_ids,
             command_dropped: AtomicBool::new(false),
+            #[cfg(feature = "kerberos")]
+            kerberos: None,
         }
     }
 
     fn address(&self) -> Ipv4Addr {
         self.spec.address
+    }
+
+    fn ntlm_blocked(&self) -> bool {
+        !self.listener.ntlm || self.spec.faults.ntlm_disabled
     }
 }
 
@@ -246,6 +257,14 @@ enum AuthState {
         /// Boxed: the two RC4 states make it several times the size of the other variants.
         session: Box<ntlm::Session>,
     },
+    /// A Kerberos context, established or (SPNEGO continuation) on its way; it seals under
+    /// the MIME protocol of the scheme that carried the token.
+    #[cfg(feature = "kerberos")]
+    Kerberos {
+        user: String,
+        ctx: Box<crate::kerberos::AcceptContext>,
+        protocol: Protocol,
+    },
 }
 
 struct ConnCtx {
@@ -288,7 +307,8 @@ impl Reply {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scheme {
-    Ntlm,
+    /// A session-based mechanism (NTLM or Kerberos): the connection's context seals.
+    Session,
     Basic,
 }
 
@@ -424,10 +444,15 @@ async fn route(
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
     let Some(authorization) = authorization else {
-        let has_context = matches!(*conn.state(), AuthState::Ntlm { .. });
-        if has_context {
-            rec.auth = log::AUTH_NTLM.into();
-            return process(host, conn, Scheme::Ntlm, sealed, body, rec).await;
+        let mechanism = match &*conn.state() {
+            AuthState::Ntlm { .. } => Some(log::AUTH_NTLM),
+            #[cfg(feature = "kerberos")]
+            AuthState::Kerberos { ctx, .. } if ctx.is_established() => Some(log::AUTH_KERBEROS),
+            _ => None,
+        };
+        if let Some(mechanism) = mechanism {
+            rec.auth = mechanism.into();
+            return process(host, conn, Scheme::Session, sealed, body, rec).await;
         }
         if sealed {
             return reject(
@@ -435,7 +460,7 @@ async fn route(
                 conn,
                 rec,
                 log::AUTH_NONE,
-                "sealed request on a connection without NTLM context".into(),
+                "sealed request on a connection without a security context".into(),
             );
         }
         rec.step = log::STEP_REJECTED.into();
@@ -447,7 +472,27 @@ async fn route(
         .split_once(' ')
         .unwrap_or((authorization.trim(), ""));
     if scheme.eq_ignore_ascii_case("Negotiate") {
-        negotiate(host, conn, token.trim(), sealed, body, rec).await
+        negotiate(
+            host,
+            conn,
+            Protocol::Spnego,
+            token.trim(),
+            sealed,
+            body,
+            rec,
+        )
+        .await
+    } else if scheme.eq_ignore_ascii_case("Kerberos") {
+        negotiate(
+            host,
+            conn,
+            Protocol::Kerberos,
+            token.trim(),
+            sealed,
+            body,
+            rec,
+        )
+        .await
     } else if scheme.eq_ignore_ascii_case("Basic") {
         basic(host, conn, token.trim(), sealed, body, rec).await
     } else {
@@ -484,24 +529,53 @@ fn reject(host: &HostCtx, conn: &ConnCtx, rec: &mut LogRecord, auth: &str, note:
     unauthorized(host, conn)
 }
 
+/// `Negotiate` (NTLM or Kerberos, raw or in SPNEGO) and `Kerberos` tokens.
 async fn negotiate(
     host: &HostCtx,
     conn: &ConnCtx,
+    protocol: Protocol,
     token: &str,
     sealed: bool,
     body: Bytes,
     rec: &mut LogRecord,
 ) -> Reply {
-    rec.auth = log::AUTH_NTLM.into();
     let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(token) else {
         return reject(
             host,
             conn,
             rec,
-            log::AUTH_NTLM,
-            "Negotiate token is not base64".into(),
+            log::AUTH_NONE,
+            format!("{} token is not base64", protocol.scheme()),
         );
     };
+    let is_ntlm = ntlm::token_type(&raw).is_some();
+    #[cfg(feature = "kerberos")]
+    let is_ntlm = is_ntlm || crate::kerberos::token_kind(&raw) == crate::kerberos::TokenKind::Ntlm;
+    if !is_ntlm {
+        #[cfg(feature = "kerberos")]
+        return kerberos(host, conn, protocol, &raw, sealed, body, rec).await;
+        #[cfg(not(feature = "kerberos"))]
+        return reject(
+            host,
+            conn,
+            rec,
+            log::AUTH_KERBEROS,
+            "token is not NTLM (this lab is built without the kerberos feature)".into(),
+        );
+    }
+    rec.auth = log::AUTH_NTLM.into();
+    if host.ntlm_blocked() || protocol == Protocol::Kerberos {
+        return reject(
+            host,
+            conn,
+            rec,
+            log::AUTH_NTLM,
+            format!(
+                "NTLM refused ({}): NTLM is blocked on this host",
+                protocol.scheme()
+            ),
+        );
+    }
     match ntlm::token_type(&raw) {
         Some(1) => match ntlm::challenge(&raw, &host.identity) {
             Ok((type2, ch)) => {
@@ -550,7 +624,7 @@ async fn negotiate(
                         user,
                         session: Box::new(a.session),
                     };
-                    process(host, conn, Scheme::Ntlm, sealed, body, rec).await
+                    process(host, conn, Scheme::Session, sealed, body, rec).await
                 }
                 Err(e) => reject(host, conn, rec, log::AUTH_NTLM, e.to_string()),
             }
@@ -560,9 +634,109 @@ async fn negotiate(
             conn,
             rec,
             log::AUTH_NTLM,
-            "Negotiate token is not NTLM (Kerberos is not simulated)".into(),
+            "NTLMSSP token that is neither NEGOTIATE nor AUTHENTICATE".into(),
         ),
     }
+}
+
+/// One leg of a Kerberos exchange on this connection: a new token starts a new context
+/// (as HTTP.sys does), a SPNEGO continuation goes on with the pending one. Over HTTPS the
+/// token must be bound to this host's certificate when the listener says `Strict`.
+#[cfg(feature = "kerberos")]
+async fn kerberos(
+    host: &HostCtx,
+    conn: &ConnCtx,
+    protocol: Protocol,
+    raw: &[u8],
+    sealed: bool,
+    body: Bytes,
+    rec: &mut LogRecord,
+) -> Reply {
+    use crate::kerberos::{TokenKind, token_kind};
+    rec.auth = log::AUTH_KERBEROS.into();
+    let Some(acceptor) = &host.kerberos else {
+        return reject(
+            host,
+            conn,
+            rec,
+            log::AUTH_KERBEROS,
+            "Kerberos token, but this lab runs without a realm".into(),
+        );
+    };
+    if host.spec.faults.wrong_password {
+        return reject(
+            host,
+            conn,
+            rec,
+            log::AUTH_KERBEROS,
+            "fault wrong_password: every credential refused".into(),
+        );
+    }
+    let pending = std::mem::replace(&mut *conn.state(), AuthState::None);
+    let mut ctx = match pending {
+        AuthState::Kerberos { ctx, .. }
+            if !ctx.is_established() && token_kind(raw) == TokenKind::Other =>
+        {
+            ctx
+        }
+        _ => Box::new(acceptor.context()),
+    };
+    let bindings = if conn.tls {
+        ntlm::tls_server_end_point(&host.tls.cert_der)
+    } else {
+        None
+    };
+    let out = match ctx.step(raw, bindings.as_deref()) {
+        Ok(out) => out,
+        Err(e) => return reject(host, conn, rec, log::AUTH_KERBEROS, e.to_string()),
+    };
+    let header = out.map(|t| {
+        format!(
+            "{} {}",
+            protocol.scheme(),
+            base64::engine::general_purpose::STANDARD.encode(t)
+        )
+    });
+    if !ctx.is_established() {
+        rec.step = log::STEP_CHALLENGE.into();
+        *conn.state() = AuthState::Kerberos {
+            user: String::new(),
+            ctx,
+            protocol,
+        };
+        let mut r = Reply::empty(401);
+        r.www_authenticate = header.into_iter().collect();
+        return r;
+    }
+    if conn.tls && host.cbt == CbtPolicy::Strict && !ctx.channel_bound() {
+        return reject(
+            host,
+            conn,
+            rec,
+            log::AUTH_KERBEROS,
+            "Kerberos token without channel binding (CbtHardeningLevel=Strict)".into(),
+        );
+    }
+    let principal = ctx.client_principal().unwrap_or_default();
+    let (user, _) = principal.split_once('@').unwrap_or((&principal, ""));
+    let user = host
+        .accounts
+        .iter()
+        .find(|a| a.user.eq_ignore_ascii_case(user))
+        .map(|a| format!("{}\\{}", a.domain, a.user))
+        .unwrap_or(principal);
+    rec.step = log::STEP_AUTHENTICATED.into();
+    rec.user = Some(user.clone());
+    *conn.state() = AuthState::Kerberos {
+        user,
+        ctx,
+        protocol,
+    };
+    let mut r = process(host, conn, Scheme::Session, sealed, body, rec).await;
+    if r.status != 401 {
+        r.www_authenticate.extend(header);
+    }
+    r
 }
 
 async fn basic(
@@ -641,12 +815,33 @@ fn windows_name(accounts: &[AccountSpec], id: &ServerIdentity, domain: &str, use
         .unwrap_or_else(|| format!("{domain}\\{user}"))
 }
 
-/// Runs `f` on the connection's sealing session, if it has one. The lock is released before
-/// the caller acts on the result (a rejection takes the lock again).
-fn with_session<T>(conn: &ConnCtx, f: impl FnOnce(&mut ntlm::Session) -> T) -> Option<T> {
+/// Unseals with the connection's security context, if it has one. The lock is released
+/// before the caller acts on the result (a rejection takes the lock again).
+fn unseal(conn: &ConnCtx, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
     match &mut *conn.state() {
-        AuthState::Ntlm { session, .. } => Some(f(session)),
-        _ => None,
+        AuthState::Ntlm { session, .. } => {
+            Some(session.unseal_body(body).map_err(|e| e.to_string()))
+        }
+        #[cfg(feature = "kerberos")]
+        AuthState::Kerberos { ctx, protocol, .. } => {
+            Some(ctx.unseal(body, *protocol).map_err(|e| e.to_string()))
+        }
+        AuthState::None | AuthState::Challenged(_) => None,
+    }
+}
+
+/// Seals a response with the connection's context, with the content type of its protocol.
+fn seal(conn: &ConnCtx, body: &[u8]) -> Option<(Vec<u8>, &'static str)> {
+    match &mut *conn.state() {
+        AuthState::Ntlm { session, .. } => {
+            Some((session.seal_body(body), ntlm::SEALED_CONTENT_TYPE))
+        }
+        #[cfg(feature = "kerberos")]
+        AuthState::Kerberos { ctx, protocol, .. } => ctx
+            .seal(body, *protocol)
+            .ok()
+            .map(|b| (b, protocol.content_type())),
+        AuthState::None | AuthState::Challenged(_) => None,
     }
 }
 
@@ -663,24 +858,27 @@ async fn process(
         return Reply::empty(200);
     }
     let user = match &*conn.state() {
-        AuthState::Ntlm { user, .. } if scheme == Scheme::Ntlm => user.clone(),
+        AuthState::Ntlm { user, .. } if scheme == Scheme::Session => user.clone(),
+        #[cfg(feature = "kerberos")]
+        AuthState::Kerberos { user, .. } if scheme == Scheme::Session => user.clone(),
         _ => rec.user.clone().unwrap_or_default(),
     };
     rec.user = Some(user.clone());
 
     let plaintext = if sealed {
-        if scheme != Scheme::Ntlm {
+        if scheme != Scheme::Session {
             rec.note = Some("sealed body under Basic".into());
             return Reply::empty(400);
         }
-        let Some(unsealed) = with_session(conn, |s| s.unseal_body(&body)) else {
-            return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into());
+        let Some(unsealed) = unseal(conn, &body) else {
+            let auth = rec.auth.clone();
+            return reject(host, conn, rec, &auth, "context lost".into());
         };
         match unsealed {
             Ok(p) => p,
             Err(e) => {
                 // HTTP.sys answers a badly framed or unverifiable sealed body with 400.
-                rec.note = Some(e.to_string());
+                rec.note = Some(e);
                 return Reply::empty(400);
             }
         }
@@ -737,12 +935,13 @@ async fn process(
         rec.note = Some("fault drop_mid_response: connection dropped mid-response".into());
     }
     if sealed {
-        let Some(framed) = with_session(conn, |s| s.seal_body(&reply.body)) else {
-            return reject(host, conn, rec, log::AUTH_NTLM, "context lost".into());
+        let Some((framed, content_type)) = seal(conn, &reply.body) else {
+            let auth = rec.auth.clone();
+            return reject(host, conn, rec, &auth, "context lost".into());
         };
         Reply {
             status: reply.status,
-            content_type: Some(ntlm::SEALED_CONTENT_TYPE),
+            content_type: Some(content_type),
             www_authenticate: Vec::new(),
             body: framed,
             truncate,

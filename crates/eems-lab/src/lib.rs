@@ -97,6 +97,27 @@ impl Lab {
         opts: LabOptions,
         listen: http::Listen,
     ) -> anyhow::Result<Lab> {
+        Lab::start_inner(fleet, opts, listen, None).await
+    }
+
+    /// [`Lab::start_listening`] with Kerberos: every host accepts tickets for its
+    /// `HTTP/<fqdn>` with the keys of `realm`'s keytab.
+    #[cfg(feature = "kerberos")]
+    pub async fn start_with_realm(
+        fleet: fleet::Fleet,
+        opts: LabOptions,
+        listen: http::Listen,
+        realm: &kdc::Realm,
+    ) -> anyhow::Result<Lab> {
+        Lab::start_inner(fleet, opts, listen, Some(realm)).await
+    }
+
+    async fn start_inner(
+        fleet: fleet::Fleet,
+        opts: LabOptions,
+        listen: http::Listen,
+        #[cfg_attr(not(feature = "kerberos"), allow(unused_variables))] realm: Option<&kdc::Realm>,
+    ) -> anyhow::Result<Lab> {
         fleet
             .validate()
             .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
@@ -138,7 +159,8 @@ impl Lab {
                 dns_computer: fqdn.clone(),
             };
             let state = wsman::HostState::new(shared_fleet.clone(), index);
-            let ctx = Arc::new(http::HostCtx::new(
+            #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
+            let mut ctx = http::HostCtx::new(
                 s.clone(),
                 fleet.listener.clone(),
                 accounts.clone(),
@@ -148,8 +170,16 @@ impl Lab {
                 state.clone(),
                 log.clone(),
                 conn_ids.clone(),
-            ));
-            match http::start_host(ctx, listen, cancel.clone()).await {
+            );
+            #[cfg(feature = "kerberos")]
+            if let Some(realm) = realm {
+                let spn = realm.service_principal(&fqdn);
+                ctx.kerberos = Some(
+                    kerberos::Acceptor::from_keytab(&realm.keytab(), &spn)
+                        .map_err(|e| anyhow::anyhow!("server {}: {e}", s.name))?,
+                );
+            }
+            match http::start_host(Arc::new(ctx), listen, cancel.clone()).await {
                 Ok(t) => tasks.extend(t),
                 Err(e) => {
                     // Release what is already bound before reporting.
@@ -176,7 +206,7 @@ impl Lab {
         &self.ca_pem
     }
 
-    /// The scanner's inventory: `name,address,port,role,site`, one row per server with
+    /// The scanner's inventory: `name,address,port,role,site,fqdn`, one row per server with
     /// `in_inventory`, port = its HTTP port.
     pub fn inventory_csv(&self) -> String {
         self.fleet.inventory_csv(false, |s| s.in_inventory)

@@ -15,7 +15,7 @@ pub struct LogRecord {
     /// Connection number, unique within the lab run.
     pub conn: u64,
     pub tls: bool,
-    /// `none`, `ntlm` or `basic`: the scheme this request was judged under.
+    /// `none`, `ntlm`, `kerberos` or `basic`: the mechanism this request was judged under.
     pub auth: String,
     /// `challenge`, `authenticated`, `rejected` or `request`.
     pub step: String,
@@ -35,6 +35,7 @@ pub struct LogRecord {
 
 pub const AUTH_NONE: &str = "none";
 pub const AUTH_NTLM: &str = "ntlm";
+pub const AUTH_KERBEROS: &str = "kerberos";
 pub const AUTH_BASIC: &str = "basic";
 pub const STEP_CHALLENGE: &str = "challenge";
 pub const STEP_AUTHENTICATED: &str = "authenticated";

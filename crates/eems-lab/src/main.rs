@@ -39,6 +39,10 @@ enum Cmd {
         /// Which listeners each server opens (one file descriptor each).
         #[arg(long, value_enum, default_value = "both")]
         listen: Listen,
+        /// With a fleet that asks for Kerberos: write the realm's krb5.conf here, for
+        /// clients' KRB5_CONFIG.
+        #[arg(long)]
+        krb5_conf_out: Option<PathBuf>,
     },
     /// Serve the demo organisation, scan it with eems-scan as a user would, stop.
     Demo {
@@ -78,12 +82,20 @@ fn main() -> anyhow::Result<()> {
             ca_out,
             log,
             listen,
+            krb5_conf_out,
         } => {
             let fleet = Fleet::load(&fleet)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve(fleet, inventory_out, ca_out, log, listen))
+                .block_on(serve(
+                    fleet,
+                    inventory_out,
+                    ca_out,
+                    log,
+                    listen,
+                    krb5_conf_out,
+                ))
         }
         Cmd::Demo { out } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -118,17 +130,51 @@ async fn serve(
     ca_out: Option<PathBuf>,
     log: Option<PathBuf>,
     listen: Listen,
+    krb5_conf_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let n = fleet.servers.len();
-    let lab = Lab::start_listening(
-        fleet,
-        LabOptions {
-            log_path: log,
-            keep_log_in_memory: false,
-        },
-        listen,
-    )
-    .await?;
+    let opts = LabOptions {
+        log_path: log,
+        keep_log_in_memory: false,
+    };
+    #[cfg(feature = "kerberos")]
+    if krb5_conf_out.is_some() && !fleet.listener.kerberos {
+        anyhow::bail!(
+            "--krb5-conf-out: the fleet does not ask for Kerberos ([listener] kerberos = true)"
+        );
+    }
+    #[cfg(feature = "kerberos")]
+    let (lab, _realm) = if fleet.listener.kerberos {
+        let spec = eems_lab::kdc::RealmSpec::for_fleet(&fleet)?;
+        let realm = eems_lab::kdc::Realm::start(spec).await?;
+        if let Some(p) = &krb5_conf_out {
+            std::fs::copy(realm.krb5_conf(), p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        }
+        eprintln!(
+            "eems-lab: Kerberos realm {} (KDC {}), krb5.conf {}",
+            realm.realm(),
+            realm.kdc_addr(),
+            realm.krb5_conf().display()
+        );
+        (
+            Lab::start_with_realm(fleet, opts, listen, &realm).await?,
+            Some(realm),
+        )
+    } else {
+        (Lab::start_listening(fleet, opts, listen).await?, None)
+    };
+    #[cfg(not(feature = "kerberos"))]
+    let lab = {
+        if fleet.listener.kerberos || krb5_conf_out.is_some() {
+            anyhow::bail!(
+                "the fleet asks for Kerberos ([listener] kerberos = true), but this eems-lab is \
+                 built without the kerberos feature (cargo build --features eems-lab/kerberos; \
+                 needs libkrb5-dev)"
+            );
+        }
+        Lab::start_listening(fleet, opts, listen).await?
+    };
     let written = (|| -> anyhow::Result<()> {
         if let Some(p) = &inventory_out {
             std::fs::write(p, lab.inventory_csv())
@@ -178,6 +224,10 @@ struct BenchArgs {
     /// `--no-evidence`, host probe v1 alone.
     #[arg(long, value_name = "DAYS", default_value_t = eems_core::probe::DEFAULT_EVIDENCE_DAYS, value_parser = clap::value_parser!(u32).range(0..=365))]
     evidence_days: u32,
+    /// How the scanner authenticates: `kerberos` has the lab start a throwaway MIT realm
+    /// and block NTLM (needs the kerberos feature and krb5kdc).
+    #[arg(long, value_parser = ["ntlm", "kerberos"], default_value = "ntlm")]
+    auth: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Also run the pywinrm fan-out (benches/peer_pywinrm.py) with this Python.
@@ -214,6 +264,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             exec_ms: a.exec_ms,
             https: a.https,
             evidence_days: a.evidence_days,
+            kerberos: a.auth == "kerberos",
             seed: a.seed,
             work_dir,
             lab_bin: here.clone(),

@@ -24,6 +24,14 @@ impl Protocol {
         }
     }
 
+    /// The HTTP authentication scheme whose tokens seal under this protocol.
+    pub const fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Spnego => "Negotiate",
+            Protocol::Kerberos => "Kerberos",
+        }
+    }
+
     /// The HTTP `Content-Type` of a body sealed with this protocol.
     pub const fn content_type(self) -> &'static str {
         match self {

@@ -64,6 +64,29 @@ pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
     )
     .await
     .unwrap();
+    write_inventories(&lab, dir);
+    lab
+}
+
+/// [`start_lab`] with Kerberos: every host accepts tickets of `realm` for its `HTTP/<fqdn>`.
+#[cfg(feature = "kerberos")]
+pub async fn start_kerberos_lab(fleet: Fleet, dir: &Path, realm: &crate::kdc::Realm) -> Lab {
+    let lab = Lab::start_with_realm(
+        fleet,
+        LabOptions {
+            log_path: Some(dir.join("lab.jsonl")),
+            keep_log_in_memory: true,
+        },
+        crate::http::Listen::Both,
+        realm,
+    )
+    .await
+    .unwrap();
+    write_inventories(&lab, dir);
+    lab
+}
+
+fn write_inventories(lab: &Lab, dir: &Path) {
     std::fs::write(dir.join("inventory.csv"), lab.inventory_csv()).unwrap();
     std::fs::write(dir.join("ca.pem"), lab.ca_pem()).unwrap();
     let mut no_ports = csv::Writer::from_path(dir.join("inventory-noport.csv")).unwrap();
@@ -83,7 +106,6 @@ pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
             .unwrap();
     }
     no_ports.flush().unwrap();
-    lab
 }
 
 /// Set in a test process started by [`run_in_child`].

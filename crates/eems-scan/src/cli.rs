@@ -322,8 +322,10 @@ pub struct ConnectionArgs {
 
     /// Authentication: ntlm (sealed over HTTP, what a stock server accepts), basic
     /// (HTTPS only), kerberos (needs the `kerberos` feature), certificate (HTTPS only).
-    #[arg(long, value_enum, default_value = "ntlm")]
-    pub auth: AuthKind,
+    /// Unset: kerberos for a server with an FQDN when the ticket cache holds a valid
+    /// ticket of the user (after kinit; `kerberos` builds), else ntlm.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthKind>,
 
     /// Use HTTPS (port 5986) instead of HTTP (5985).
     #[arg(long)]

@@ -1,5 +1,5 @@
-//! Kerberos credentials for a scan (issue 9; feature `kerberos`; not wired into the transport
-//! yet).
+//! Kerberos credentials for a scan (issue 9; feature `kerberos`), got once per scan by
+//! `transport.rs` for `--auth kerberos`.
 //!
 //! Where they come from, in this order:
 //! 1. the user's ticket cache (`KRB5CCNAME`, after `kinit`) when it holds a TGT of the wanted
@@ -50,6 +50,8 @@ use libgssapi::error::{Error as GssError, MajorFlags};
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_KRB5_PRINCIPAL, OidSet};
 use winrm_rs::{ExposeSecret, SecretString};
+
+use crate::transport::FailureKind;
 
 /// A ticket that expires sooner than this is not used: a scan of a large fleet runs minutes,
 /// and a ticket dying mid-scan would turn the last servers into errors.
@@ -409,6 +411,79 @@ impl Credentials {
             _ => other("getting a service ticket", e),
         }
     }
+}
+
+/// The scan's Kerberos credentials (got on first use, on a blocking thread, once) and this
+/// server's FQDN, with its service ticket already fetched: a missing FQDN, a KDC that cannot
+/// be reached, a clock skew, an unknown SPN or a wrong password are named here in plain words
+/// instead of surfacing as a refused HTTP request. The ticket lands in the credential's cache,
+/// so winrm-rs's own context asks the KDC nothing more.
+pub(crate) async fn preflight(
+    cfg: &crate::transport::TransportConfig,
+    target: &crate::transport::Target,
+) -> Result<(String, std::sync::Arc<Credentials>), (FailureKind, String)> {
+    let Some(fqdn) = target.fqdn.clone() else {
+        return Err((
+            FailureKind::Other,
+            format!(
+                "Kerberos needs the server's FQDN (the SPN is HTTP/<fqdn>) and {} has none: add \
+                 an fqdn column to the inventory, or list the server by its DNS name",
+                target.name
+            ),
+        ));
+    };
+    if !target.host.eq_ignore_ascii_case(&fqdn) && target.host.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err((
+            FailureKind::Other,
+            format!(
+                "with Kerberos the address column must be an IP address (or empty, to connect \
+                 to the FQDN); {} is a DNS name",
+                target.host
+            ),
+        ));
+    }
+    let kerberos_error = |e: &KerberosError| {
+        let kind = if e.is_rejected_password() {
+            FailureKind::Auth
+        } else {
+            FailureKind::Other
+        };
+        (kind, e.to_string())
+    };
+    let creds = credentials(cfg).await.map_err(|e| kerberos_error(&e))?;
+    let (c, f) = (creds.clone(), fqdn.clone());
+    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
+        .await
+        .map_err(|e| (FailureKind::Other, format!("Kerberos: {e}")))?
+        .map_err(|e| kerberos_error(&e))?;
+    Ok((fqdn, creds))
+}
+
+/// The scan's credentials, got once on a blocking thread: with `--auth kerberos` from the
+/// ticket cache or else the password; without `--auth` from the ticket cache only, so that no
+/// password goes to whatever realm a default krb5.conf names.
+pub(crate) async fn credentials(
+    cfg: &crate::transport::TransportConfig,
+) -> Result<std::sync::Arc<Credentials>, std::sync::Arc<KerberosError>> {
+    cfg.clients
+        .kerberos
+        .get_or_init(|| async {
+            let user = cfg.account.display();
+            let password = (!cfg.auth_auto && !cfg.password.expose_secret().is_empty())
+                .then(|| cfg.password.clone());
+            tokio::task::spawn_blocking(move || Credentials::acquire(&user, password.as_ref()))
+                .await
+                .map_err(|e| KerberosError::Other {
+                    what: "getting credentials",
+                    detail: e.to_string(),
+                })
+                .and_then(|r| r)
+                .map(std::sync::Arc::new)
+                .map_err(std::sync::Arc::new)
+        })
+        .await
+        .clone()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,16 +34,29 @@ const QUICK_EMPTY_POLLS: u32 = 3;
 const POWERSHELL_EXE: &str = r"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe";
 
 /// Authentication scheme for the WinRM connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum AuthKind {
     /// NTLMv2; over HTTP the messages are sealed (a stock Exchange server accepts this).
     Ntlm,
     /// Basic: HTTPS only, local accounts only on the Windows side.
     Basic,
-    /// Kerberos (needs the `kerberos` cargo feature and a ticket from kinit).
+    /// Kerberos (needs the `kerberos` cargo feature): a ticket from kinit, else one got
+    /// from the password; the SPN is HTTP/<fqdn>.
     Kerberos,
     /// TLS client certificate mapped to an account (HTTPS only).
     Certificate,
+}
+
+impl AuthKind {
+    /// The name the reports use, as `--auth` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthKind::Ntlm => "ntlm",
+            AuthKind::Basic => "basic",
+            AuthKind::Kerberos => "kerberos",
+            AuthKind::Certificate => "certificate",
+        }
+    }
 }
 
 /// A user name split the way NTLM needs it (winrm-rs puts both parts on the wire as given).
@@ -96,7 +110,11 @@ pub struct TransportConfig {
     pub https: bool,
     /// `None`: 5985 for HTTP, 5986 for HTTPS (an inventory row may override per host).
     pub port: Option<u16>,
+    /// The mechanism `--auth` forced, or (`auth_auto`) the one used when Kerberos is not.
     pub auth: AuthKind,
+    /// No `--auth`: Kerberos for each server with an FQDN when the user's ticket cache has a
+    /// valid ticket for the account (never a password sent to a KDC unasked), else `auth`.
+    pub auth_auto: bool,
     pub account: Account,
     /// Never printed: `SecretString` redacts itself in Debug.
     pub password: SecretString,
@@ -109,6 +127,9 @@ pub struct TransportConfig {
     pub operation_timeout_secs: u64,
     /// Probe output above this is cut off and reported as an error.
     pub max_output_bytes: usize,
+    /// Kerberos: where each FQDN's TCP connection goes (the inventory's `address`), for
+    /// every client, since a client serves many hosts. Empty for the other mechanisms.
+    pub resolve: Arc<Vec<(String, IpAddr)>>,
     /// Clients built so far, one per port, shared by every host on that port.
     pub clients: ClientCache,
 }
@@ -128,18 +149,29 @@ pub struct TransportConfig {
 /// more than 32 connections, idle or busy, so none is closed under a probe.
 #[derive(Clone)]
 pub struct ClientCache {
-    clients: Arc<Mutex<HashMap<Option<u16>, CurrentClient>>>,
+    clients: Arc<Mutex<HashMap<ClientKey, CurrentClient>>>,
     /// Authentication retries left before any server accepted the credentials.
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
+    /// Kerberos credentials, got once per scan by the first probe that needs them; a
+    /// failure is the same answer for every server (and one attempt at the KDC).
+    #[cfg(feature = "kerberos")]
+    pub(crate) kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
 }
+
+#[cfg(feature = "kerberos")]
+type KerberosCredentials =
+    Result<Arc<crate::kerberos::Credentials>, Arc<crate::kerberos::KerberosError>>;
 
 /// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
 /// idle connections a client keeps before it closes the oldest. Each probe leaves at
 /// most one connection behind (a failed one is discarded), so a client never has a
 /// reason to close one. Also below its 128 requests in flight per client.
 const PROBES_PER_CLIENT: usize = 32;
+
+/// A client serves one port with one mechanism (without `--auth` a scan may use two).
+type ClientKey = (Option<u16>, AuthKind);
 
 struct CurrentClient {
     client: Arc<WinrmClient>,
@@ -154,6 +186,8 @@ impl Default for ClientCache {
                 UNPROVEN_AUTH_RETRIES_PER_SCAN,
             )),
             auth_proven: Arc::default(),
+            #[cfg(feature = "kerberos")]
+            kerberos: Arc::default(),
         }
     }
 }
@@ -196,6 +230,21 @@ impl fmt::Debug for TransportConfig {
 }
 
 impl TransportConfig {
+    /// The mechanism for `target`: the forced one, or without `--auth` Kerberos when the
+    /// server has an FQDN and the scan's ticket (from the cache, got once) is valid.
+    pub async fn mechanism_for(&self, target: &Target) -> AuthKind {
+        #[cfg(feature = "kerberos")]
+        if self.auth_auto
+            && target.fqdn.is_some()
+            && crate::kerberos::credentials(self).await.is_ok()
+        {
+            return AuthKind::Kerberos;
+        }
+        #[cfg(not(feature = "kerberos"))]
+        let _ = target;
+        self.auth
+    }
+
     /// Checks combinations Windows or winrm-rs would refuse, with a reason a user can act on.
     pub fn validate(&self) -> Result<(), String> {
         match self.auth {
@@ -216,9 +265,11 @@ impl TransportConfig {
             AuthKind::Certificate if self.client_cert.is_none() || self.client_key.is_none() => {
                 Err("certificate authentication needs --client-cert and --client-key".into())
             }
-            AuthKind::Kerberos if !cfg!(feature = "kerberos") => {
-                Err("this build has no Kerberos support; rebuild with `--features kerberos`".into())
-            }
+            AuthKind::Kerberos if !cfg!(feature = "kerberos") => Err(
+                "--auth kerberos: this build has no Kerberos support; rebuild with the \
+                 `kerberos` feature (cargo build --features kerberos; needs libkrb5-dev)"
+                    .into(),
+            ),
             _ if self.insecure && self.ca_cert.is_some() => {
                 Err("--insecure and --ca-cert contradict each other; choose one".into())
             }
@@ -228,8 +279,13 @@ impl TransportConfig {
 
     /// The client for the next probe on `port` (see [`ClientCache`]). Building one holds
     /// the lock, once per [`PROBES_PER_CLIENT`] probes.
-    fn client_for(&self, port: Option<u16>) -> Result<Arc<WinrmClient>, WinrmError> {
-        let key = port.or(self.port);
+    fn client_for(
+        &self,
+        port: Option<u16>,
+        auth: AuthKind,
+        kerberos: Option<&KerberosCred>,
+    ) -> Result<Arc<WinrmClient>, WinrmError> {
+        let key = (port.or(self.port), auth);
         let mut cache = self
             .clients
             .clients
@@ -241,7 +297,7 @@ impl TransportConfig {
             current.probes += 1;
             return Ok(current.client.clone());
         }
-        let client = Arc::new(self.build_client(key)?);
+        let client = Arc::new(self.build_client(key.0, auth, kerberos)?);
         cache.insert(
             key,
             CurrentClient {
@@ -252,13 +308,19 @@ impl TransportConfig {
         Ok(client)
     }
 
-    fn build_client(&self, port: Option<u16>) -> Result<WinrmClient, WinrmError> {
+    #[cfg_attr(not(feature = "kerberos"), allow(unused_variables))]
+    fn build_client(
+        &self,
+        port: Option<u16>,
+        auth: AuthKind,
+        kerberos: Option<&KerberosCred>,
+    ) -> Result<WinrmClient, WinrmError> {
         let base = if self.https {
             WinrmConfig::https()
         } else {
             WinrmConfig::http()
         };
-        let auth_method = match self.auth {
+        let auth_method = match auth {
             AuthKind::Ntlm => AuthMethod::Ntlm,
             AuthKind::Basic => AuthMethod::Basic,
             AuthKind::Kerberos => kerberos_method(),
@@ -277,7 +339,7 @@ impl TransportConfig {
         // another connection than the NEGOTIATE, which Windows (and the lab) refuse
         // with 401. Sealed, each connection authenticates once and keeps its context;
         // Windows accepts sealed bodies over HTTPS.
-        let encryption = match self.auth {
+        let encryption = match auth {
             AuthKind::Ntlm | AuthKind::Kerberos if self.https => EncryptionMode::Always,
             _ => EncryptionMode::Auto,
         };
@@ -292,6 +354,9 @@ impl TransportConfig {
             client_cert_pem: read_pem(&self.client_cert)?,
             client_key_pem: read_pem(&self.client_key)?,
             user_agent: Some(concat!("eems-scan/", env!("CARGO_PKG_VERSION")).into()),
+            resolve: self.resolve.to_vec(),
+            #[cfg(feature = "kerberos")]
+            kerberos_credential: kerberos.map(|c| c.gss_cred().clone()),
             ..base
         };
         let creds = WinrmCredentials {
@@ -317,6 +382,12 @@ fn kerberos_method() -> AuthMethod {
     AuthMethod::Ntlm
 }
 
+#[cfg(feature = "kerberos")]
+type KerberosCred = crate::kerberos::Credentials;
+/// Never built: without the feature no probe has Kerberos credentials.
+#[cfg(not(feature = "kerberos"))]
+enum KerberosCred {}
+
 /// One host to probe: the name from the inventory, where to connect, and its port.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -324,6 +395,43 @@ pub struct Target {
     /// Address or DNS name handed to the client (bare: no scheme, port or path).
     pub host: String,
     pub port: Option<u16>,
+    /// The DNS name Kerberos needs (SPN `HTTP/<fqdn>`, HTTP `Host`).
+    pub fqdn: Option<String>,
+}
+
+impl Target {
+    pub fn of(e: &eems_core::inventory::InventoryEntry) -> Target {
+        Target {
+            name: e.name.clone(),
+            host: e.connect_host().to_string(),
+            port: e.port,
+            fqdn: e.kerberos_fqdn().map(str::to_string),
+        }
+    }
+
+    /// A server known only by the name a user typed.
+    pub fn named(name: &str) -> Target {
+        Target {
+            name: name.to_string(),
+            host: name.to_string(),
+            port: None,
+            fqdn: eems_core::inventory::as_fqdn(name).map(|f| f.trim_end_matches('.').to_string()),
+        }
+    }
+}
+
+/// `fqdn -> address` for every entry whose `address` is an IP address: Kerberos dials the
+/// address while the URL, `Host`, TLS name and SPN keep the FQDN.
+pub fn resolve_overrides(
+    entries: &[eems_core::inventory::InventoryEntry],
+) -> Vec<(String, IpAddr)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let ip = e.address.as_deref()?.parse::<IpAddr>().ok()?;
+            Some((e.kerberos_fqdn()?.to_string(), ip))
+        })
+        .collect()
 }
 
 /// The cause of a failure, in the few classes an admin acts on differently.
@@ -420,8 +528,21 @@ pub async fn run_probe(
         Stop::Cancelled => fail(stage, FailureKind::Interrupted, "interrupted".into()),
     };
 
+    // Kerberos talks to the FQDN (the SPN and `Host` come from the URL); TCP still goes to
+    // the address through `resolve`.
+    let auth = cfg.mechanism_for(target).await;
+    let (host, kerberos) = match auth {
+        #[cfg(feature = "kerberos")]
+        AuthKind::Kerberos => {
+            let (fqdn, creds) = crate::kerberos::preflight(cfg, target)
+                .await
+                .map_err(|(kind, message)| fail(Stage::Auth, kind, message))?;
+            (fqdn, Some(creds))
+        }
+        _ => (target.host.clone(), None::<Arc<KerberosCred>>),
+    };
     let client = cfg
-        .client_for(target.port)
+        .client_for(target.port, auth, kerberos.as_deref())
         .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
@@ -437,7 +558,7 @@ pub async fn run_probe(
     // about 25,000 handshakes. Each retry is a new handshake
     // with the same odds. A Create is safe to send again (nothing ran; a Command is never
     // resent).
-    let mut opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+    let mut opened = bounded(until, cancel, client.open_shell(&host)).await;
     let mut auth_retries = 0;
     for pause_ms in [0, 10, 50, 100, 200] {
         let retry = match &opened {
@@ -476,7 +597,7 @@ pub async fn run_probe(
         {
             break;
         }
-        opened = bounded(until, cancel, client.open_shell(&target.host)).await;
+        opened = bounded(until, cancel, client.open_shell(&host)).await;
     }
     let shell = match opened {
         Err(why) => return Err(stopped(Stage::Connect, why)),
@@ -706,6 +827,25 @@ pub fn classify(e: &WinrmError, cfg: &TransportConfig) -> (FailureKind, String) 
                 (FailureKind::Http, format!("HTTP: {chain}"))
             }
         }
+        // The same for Kerberos, which winrm-rs reports as an authentication failure.
+        WinrmError::AuthFailed(m) if m.contains("without sealing") && m.contains("HTTP ") => (
+            FailureKind::Http,
+            format!(
+                "the WinRM listener answered {} instead of a sealed reply (the WinRM service \
+                 failed on the server; see its event log)",
+                m.find("HTTP ").map_or(m.as_str(), |at| &m[at..])
+            ),
+        ),
+        // The KDC issued the ticket (the pre-flight got it), so the server refused a valid
+        // one: a bare 401 carries no reason, these are the causes left.
+        WinrmError::AuthFailed(m) if m.contains("Kerberos authentication rejected") => (
+            FailureKind::Auth,
+            "the server refused the Kerberos ticket the KDC issued for it: most often the \
+                 server's clock differs from the KDC's by more than the allowed skew (5 minutes \
+                 unless configured; synchronise it, NTP), or its keytab no longer matches \
+                 HTTP/<fqdn> (reset the computer account)"
+                .into(),
+        ),
         WinrmError::AuthFailed(m) => (
             FailureKind::Auth,
             format!(
@@ -807,7 +947,23 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             operation_timeout_secs: 20,
             max_output_bytes: 1 << 22,
+            auth_auto: false,
+            resolve: Arc::default(),
             clients: ClientCache::default(),
+        }
+    }
+
+    #[test]
+    fn kerberos_without_the_feature_is_a_usage_error_naming_it() {
+        let e = cfg(AuthKind::Kerberos, false).validate();
+        if cfg!(feature = "kerberos") {
+            assert!(e.is_ok(), "{e:?}");
+        } else {
+            let e = e.unwrap_err();
+            assert!(
+                e.contains("`kerberos` feature") && e.contains("--auth kerberos"),
+                "{e}"
+            );
         }
     }
 
@@ -828,18 +984,27 @@ mod tests {
     #[test]
     fn a_client_serves_at_most_probes_per_client_probes() {
         let c = cfg(AuthKind::Ntlm, false);
-        let first = c.client_for(None).unwrap();
+        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap();
         for _ in 1..PROBES_PER_CLIENT {
-            assert!(Arc::ptr_eq(&first, &c.client_for(None).unwrap()));
+            assert!(Arc::ptr_eq(
+                &first,
+                &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+            ));
         }
-        let next = c.client_for(None).unwrap();
+        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap();
         assert!(
             !Arc::ptr_eq(&first, &next),
             "probe {} got the client that already served {PROBES_PER_CLIENT}",
             PROBES_PER_CLIENT + 1
         );
         // Another port has its own client; the first port's count is not reset by it.
-        assert!(!Arc::ptr_eq(&next, &c.client_for(Some(15985)).unwrap()));
-        assert!(Arc::ptr_eq(&next, &c.client_for(None).unwrap()));
+        assert!(!Arc::ptr_eq(
+            &next,
+            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &next,
+            &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+        ));
     }
 }

@@ -66,6 +66,7 @@ pub(super) fn parse_csv(text: &str, origin: &str) -> Result<Vec<Raw>, InventoryE
             port: non_empty(field("port")),
             role: non_empty(field("role")),
             site: non_empty(field("site")),
+            fqdn: non_empty(field("fqdn")),
         });
     }
     if columns.is_none() {

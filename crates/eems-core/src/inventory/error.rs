@@ -58,6 +58,8 @@ pub enum ErrorKind {
     InvalidName { name: String, reason: String },
     #[error("invalid address '{address}': {reason}")]
     BadAddress { address: String, reason: String },
+    #[error("invalid fqdn '{fqdn}': {reason}")]
+    BadFqdn { fqdn: String, reason: String },
 }
 
 fn quoted_list(items: &[String]) -> String {

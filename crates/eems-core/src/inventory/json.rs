@@ -69,6 +69,7 @@ pub(super) fn parse_json(text: &str, origin: &str) -> Result<Vec<Raw>, Inventory
             port,
             role: text_field("role")?.filter(|s| !s.is_empty()),
             site: text_field("site")?.filter(|s| !s.is_empty()),
+            fqdn: text_field("fqdn")?.filter(|s| !s.is_empty()),
         });
     }
     Ok(out)

@@ -2,9 +2,9 @@
 //!
 //! Three formats, chosen by file extension:
 //! - `.csv`: a header row; columns matched case-insensitively and trimmed: `name` (required),
-//!   `address`, `port`, `role`, `site` (optional); other columns ignored. Excel's `;` delimiter
+//!   `address`, `port`, `role`, `site`, `fqdn` (optional); other columns ignored. Excel's `;` delimiter
 //!   (used in locales with a decimal comma) is detected from the header row.
-//! - `.txt`: one server name per line.
+//! - `.txt`: one server name per line (a DNS name there is also the server's FQDN).
 //! - `.json`: an array of objects with the same fields (names case-insensitive); `port` may be
 //!   a number or a numeric string.
 //!
@@ -37,6 +37,9 @@ pub struct InventoryEntry {
     pub port: Option<u16>,
     pub role: Option<String>,
     pub site: Option<String>,
+    /// The server's DNS name (`ex01.contoso.com`): Kerberos asks for a ticket to
+    /// `HTTP/<fqdn>` and sends it as the HTTP `Host`.
+    pub fqdn: Option<String>,
     /// 1-based line in the inventory file where the entry starts.
     pub line: usize,
 }
@@ -53,6 +56,20 @@ impl InventoryEntry {
     pub fn connect_host(&self) -> &str {
         self.address.as_deref().unwrap_or(&self.name)
     }
+
+    /// The FQDN Kerberos needs: the `fqdn` column, else a name that is itself a DNS name
+    /// (dotted, not an IPv4 address), as TXT inventories list them.
+    pub fn kerberos_fqdn(&self) -> Option<&str> {
+        self.fqdn
+            .as_deref()
+            .or_else(|| as_fqdn(&self.name))
+            .map(|f| f.trim_end_matches('.'))
+    }
+}
+
+/// `s` when it is a DNS name a Kerberos service can have (dotted, not an IPv4 address).
+pub fn as_fqdn(s: &str) -> Option<&str> {
+    check_fqdn(s).is_ok().then_some(s)
 }
 
 /// The inventory file formats.
@@ -144,6 +161,7 @@ struct Raw {
     port: Option<String>,
     role: Option<String>,
     site: Option<String>,
+    fqdn: Option<String>,
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -192,6 +210,17 @@ fn validate(raw: Vec<Raw>, origin: &str) -> Result<Vec<InventoryEntry>, Inventor
                 },
             ));
         }
+        if let Some(f) = &r.fqdn
+            && let Err(reason) = check_fqdn(f)
+        {
+            return Err(err(
+                r.line,
+                ErrorKind::BadFqdn {
+                    fqdn: crate::text::excerpt(f, 80),
+                    reason,
+                },
+            ));
+        }
         let port = match &r.port {
             None => None,
             Some(p) => match p.parse::<u16>() {
@@ -218,6 +247,7 @@ fn validate(raw: Vec<Raw>, origin: &str) -> Result<Vec<InventoryEntry>, Inventor
             port,
             role: r.role,
             site: r.site,
+            fqdn: r.fqdn,
             line: r.line,
         });
     }
@@ -274,6 +304,19 @@ fn check_host(s: &str) -> Result<(), String> {
     }
     if body.split('.').any(|l| l.len() > 63) {
         return Err("a label is longer than 63 characters".into());
+    }
+    Ok(())
+}
+
+/// A host name that can be a Kerberos service's: [`check_host`], with at least two labels, and
+/// not an IPv4 address (a ticket names a DNS host, never an address).
+fn check_fqdn(s: &str) -> Result<(), String> {
+    check_host(s)?;
+    if s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("is an IPv4 address: give the server's DNS name (put addresses in the 'address' column)".into());
+    }
+    if !s.trim_end_matches('.').contains('.') {
+        return Err("has no domain: give the full DNS name, e.g. ex01.contoso.com".into());
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ fn csv_full() {
             port: Some(5985),
             role: Some("Mailbox".into()),
             site: Some("HQ".into()),
+            fqdn: None,
             line: 4,
         }
     );
@@ -264,5 +265,45 @@ proptest! {
         let text: String = names.iter().map(|n| format!("{n}\n")).collect();
         let v = parse(&text, Format::Txt, "p").unwrap();
         prop_assert_eq!(v.len(), names.len());
+    }
+}
+
+#[test]
+fn fqdn_column_csv_json_and_txt_names() {
+    let v = csv("name,address,fqdn\nEX01,127.0.0.5,ex01.contoso.com.\nEX02,,\n").unwrap();
+    assert_eq!(v[0].fqdn.as_deref(), Some("ex01.contoso.com."));
+    assert_eq!(v[0].kerberos_fqdn(), Some("ex01.contoso.com"));
+    assert_eq!(v[0].connect_host(), "127.0.0.5");
+    assert_eq!(v[1].kerberos_fqdn(), None);
+    let j = parse(
+        r#"[{"name": "EX01", "FQDN": "ex01.contoso.com"}]"#,
+        Format::Json,
+        "s.json",
+    )
+    .unwrap();
+    assert_eq!(j[0].kerberos_fqdn(), Some("ex01.contoso.com"));
+    let t = parse("ex01.contoso.com\nEX02\n10.0.0.1\n", Format::Txt, "s.txt").unwrap();
+    assert_eq!(t[0].kerberos_fqdn(), Some("ex01.contoso.com"));
+    assert_eq!(t[1].kerberos_fqdn(), None);
+    assert_eq!(t[2].kerberos_fqdn(), None);
+}
+
+#[test]
+fn fqdn_errors_name_the_value_and_the_line() {
+    for (text, want) in [
+        (
+            "name,fqdn\nEX01,ex01\n",
+            "servers.csv:2: invalid fqdn 'ex01': has no domain: give the full DNS name, e.g. ex01.contoso.com",
+        ),
+        (
+            "name,fqdn\nEX01,10.0.0.1\n",
+            "servers.csv:2: invalid fqdn '10.0.0.1': is an IPv4 address: give the server's DNS name (put addresses in the 'address' column)",
+        ),
+        (
+            "name,fqdn\nEX01,ex01.contoso.com:5985\n",
+            "servers.csv:2: invalid fqdn 'ex01.contoso.com:5985': contains a port: put the port in the 'port' column",
+        ),
+    ] {
+        assert_eq!(err_text(csv(text)), want);
     }
 }

@@ -14,6 +14,7 @@ pub(super) fn parse_txt(text: &str) -> Vec<Raw> {
                 port: None,
                 role: None,
                 site: None,
+                fqdn: None,
             })
         })
         .collect()

@@ -524,7 +524,7 @@ async fn inventory_ca_and_bind_errors() {
     assert_eq!(
         lab.inventory_csv(),
         format!(
-            "name,address,port,role,site\nEX16,127.0.77.16,{},Mailbox,Default-First-Site-Name\n",
+            "name,address,port,role,site,fqdn\nEX16,127.0.77.16,{},Mailbox,Default-First-Site-Name,ex16.lab.local\n",
             s.http
         )
     );

@@ -18,6 +18,7 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
         exec_ms: 1000,
         https: false,
         evidence_days: eems_core::probe::DEFAULT_EVIDENCE_DAYS,
+        kerberos: false,
         seed: 7,
         work_dir,
         lab_bin: PathBuf::from(env!("CARGO_BIN_EXE_eems-lab")),

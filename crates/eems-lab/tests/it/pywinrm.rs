@@ -73,3 +73,76 @@ async fn pywinrm_talks_to_the_lab() {
     );
     lab.shutdown().await;
 }
+
+/// pywinrm with `transport=kerberos` (requests_kerberos over pykerberos, as Ansible runs it) against
+/// the lab's Kerberos WinRS with a kinit'ed ticket: HTTP sealed with the Kerberos session,
+/// HTTPS bound to the certificate, NTLM refused; the lab saw Kerberos only.
+#[cfg(feature = "kerberos")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Python with pywinrm[kerberos] (.venv/bin/python or EEMS_PYTHON) and MIT Kerberos; .ci/run runs it"]
+async fn pywinrm_kerberos_talks_to_the_lab() {
+    use eems_lab::kdc::{Realm, RealmSpec};
+    let py = python_with("winrm, kerberos").expect(
+        "no Python with pywinrm[kerberos]: create .venv as .ci/run does, or point EEMS_PYTHON at one",
+    );
+    let mut fleet = fleet_from_toml(
+        &FLEET
+            .replace("127.0.40.", "127.0.41.")
+            .replace("1598", "1698"),
+    );
+    fleet.listener.ntlm = false;
+    fleet.listener.cbt_hardening = "Strict".into();
+    let server = fleet.servers[0].clone();
+    let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
+        .await
+        .unwrap();
+    let dir = scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), "pywinrm-kerberos");
+    let lab = eems_lab::testkit::start_kerberos_lab(fleet.clone(), &dir, &realm).await;
+    let ccache = dir.join("user.ccache");
+    realm
+        .kinit(
+            &realm.user_principal(),
+            eems_lab::testkit::PASSWORD,
+            &ccache,
+            None,
+        )
+        .await
+        .unwrap();
+    let script = crate_dir().join("tests/pywinrm/check_kerberos.py");
+    let mut env = realm.client_env();
+    env.retain(|(k, _)| *k != "KRB5CCNAME");
+    env.push(("KRB5CCNAME", format!("FILE:{}", ccache.display()).into()));
+    let args = [
+        server.fqdn(),
+        server.address.to_string(),
+        server.http_port(&fleet.listener).to_string(),
+        server.https_port(&fleet.listener).to_string(),
+        dir.join("ca.pem").display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(script)
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = lab.log_records();
+    assert!(log.iter().any(|r| r.status == 200));
+    assert!(
+        log.iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.auth == "kerberos"),
+        "{log:?}"
+    );
+    lab.shutdown().await;
+}

@@ -89,7 +89,7 @@ mod kerberos {
     }
 
     /// The child's half (libkrb5 reads KRB5_CONFIG from the environment): a TGT from the
-    /// password, in memory, handed to winrm-rs; the lab (no Kerberos acceptor wired yet)
+    /// password, in memory, handed to winrm-rs; the lab (started without a realm)
     /// refuses the token, which proves the request got there.
     async fn child() {
         let name = Name::new(b"administrator@LAB.LOCAL", Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
@@ -422,5 +422,132 @@ mod kerberos {
                 .any(|s| s.contains("http://schemas.xmlsoap.org/ws/2004/09/transfer/Create")),
             "{seen:?}"
         );
+    }
+
+    const LAB_TEST: &str =
+        "winrm_patch::kerberos::the_lab_serves_winrm_rs_kerberos_with_ntlm_blocked";
+
+    /// The child: winrm-rs with a password credential opens and closes a shell over HTTP
+    /// (sealed with the Kerberos session) and over HTTPS (bound to the certificate), then an
+    /// NTLM client is refused by the same host.
+    async fn lab_child() {
+        let name = Name::new(b"administrator@LAB.LOCAL", Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
+        let mut mechs = OidSet::new();
+        mechs.add(GSS_MECH_KRB5).unwrap();
+        let cred = Cred::acquire_with_password(
+            Some(&name),
+            PASSWORD,
+            None,
+            CredUsage::Initiate,
+            Some(&mechs),
+        )
+        .unwrap();
+        let fqdn = var("EEMS_TEST_FQDN");
+        let addr: IpAddr = var("EEMS_TEST_ADDR").parse().unwrap();
+        for (port, base) in [
+            ("EEMS_TEST_PORT", WinrmConfig::http()),
+            (
+                "EEMS_TEST_TLS_PORT",
+                WinrmConfig {
+                    encryption: winrm_rs::EncryptionMode::Always,
+                    ..WinrmConfig::https()
+                },
+            ),
+        ] {
+            let client = WinrmClient::builder(WinrmConfig {
+                port: Some(var(port).parse().unwrap()),
+                operation_timeout_secs: 5,
+                auth_method: AuthMethod::Kerberos,
+                resolve: vec![(fqdn.clone(), addr)],
+                kerberos_credential: Some(cred.clone()),
+                ..base
+            })
+            .credentials(WinrmCredentials::new("", "", ""))
+            .add_root_certificates_pem(std::path::PathBuf::from(var("EEMS_TEST_CA")))
+            .build()
+            .unwrap();
+            let shell = client.open_shell(&fqdn).await.unwrap();
+            shell.close().await.unwrap();
+        }
+        let (domain, user) = USER.split_once('\\').unwrap();
+        let ntlm = WinrmClient::new(
+            WinrmConfig {
+                port: Some(var("EEMS_TEST_PORT").parse().unwrap()),
+                operation_timeout_secs: 5,
+                resolve: vec![(fqdn.clone(), addr)],
+                ..WinrmConfig::http()
+            },
+            WinrmCredentials::new(user, PASSWORD, domain),
+        )
+        .unwrap();
+        assert!(ntlm.open_shell(&fqdn).await.is_err());
+    }
+
+    /// The lab's own listener (http.rs) with the realm's keytab and `ntlm = false`: Kerberos
+    /// authenticates, seals and binds; the log names the mechanism of every request, and the
+    /// only NTLM token is the one it refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        eems_no_kdc,
+        ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+    )]
+    async fn the_lab_serves_winrm_rs_kerberos_with_ntlm_blocked() {
+        if in_child() {
+            lab_child().await;
+            return;
+        }
+        let mut fleet = demo_fleet(72);
+        fleet.listener.ntlm = false;
+        fleet.listener.cbt_hardening = "Strict".into();
+        let server = fleet.servers[0].clone();
+        let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
+            .await
+            .unwrap();
+        let dir = scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), "winrm-patch-lab");
+        let lab = eems_lab::testkit::start_kerberos_lab(fleet.clone(), &dir, &realm).await;
+        let mut env = realm.client_env();
+        env.push(("EEMS_TEST_FQDN", OsString::from(server.fqdn())));
+        env.push(("EEMS_TEST_ADDR", OsString::from(server.address.to_string())));
+        env.push((
+            "EEMS_TEST_PORT",
+            OsString::from(server.http_port(&fleet.listener).to_string()),
+        ));
+        env.push((
+            "EEMS_TEST_TLS_PORT",
+            OsString::from(server.https_port(&fleet.listener).to_string()),
+        ));
+        env.push(("EEMS_TEST_CA", dir.join("ca.pem").into_os_string()));
+        tokio::task::spawn_blocking(move || run_in_child(LAB_TEST, &env))
+            .await
+            .unwrap();
+        let records = lab.log_records();
+        let served: Vec<_> = records.iter().filter(|r| r.status == 200).collect();
+        for tls in [false, true] {
+            let creates = served
+                .iter()
+                .filter(|r| r.tls == tls && r.action.as_deref() == Some("Create"))
+                .count();
+            assert_eq!(creates, 1, "tls={tls}: {records:?}");
+        }
+        assert!(served.iter().all(|r| r.auth == "kerberos"), "{records:?}");
+        assert!(
+            served
+                .iter()
+                .filter(|r| !r.tls)
+                .all(|r| r.sealed || r.action.is_none()),
+            "{records:?}"
+        );
+        let ntlm: Vec<_> = records.iter().filter(|r| r.auth == "ntlm").collect();
+        assert!(
+            !ntlm.is_empty() && ntlm.iter().all(|r| r.status == 401 && r.step == "rejected"),
+            "{records:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.user.as_deref() == Some(r"LAB\administrator") && r.auth == "kerberos"),
+            "{records:?}"
+        );
+        lab.shutdown().await;
     }
 }

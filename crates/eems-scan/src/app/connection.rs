@@ -32,6 +32,11 @@ pub(super) fn read_password(
             .map(SecretString::from)
             .map_err(|e| usage(format!("cannot read the password from the terminal: {e}")));
     }
+    if conn.auth == Some(crate::transport::AuthKind::Kerberos) {
+        // The ticket cache (after kinit) may be all Kerberos needs; without a ticket
+        // either, every server's row says so.
+        return Ok(SecretString::from(String::new()));
+    }
     Err(usage(
         "no password: set EEMS_PASSWORD, use --password-file, or run in a terminal to be \
          prompted (the password is never taken as an argument)",
@@ -79,7 +84,8 @@ pub(super) fn transport_config(
     let cfg = TransportConfig {
         https: conn.https,
         port: conn.port,
-        auth: conn.auth,
+        auth: conn.auth.unwrap_or(crate::transport::AuthKind::Ntlm),
+        auth_auto: conn.auth.is_none(),
         account,
         password,
         ca_cert: conn.ca_cert.clone(),
@@ -89,6 +95,7 @@ pub(super) fn transport_config(
         connect_timeout: Duration::from_secs(conn.connect_timeout),
         operation_timeout_secs: conn.operation_timeout,
         max_output_bytes: MAX_OUTPUT_BYTES,
+        resolve: Default::default(),
         clients: Default::default(),
     };
     cfg.validate().map_err(usage)?;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::scan::match_org_server;
-use crate::transport::{self, FailureKind, ProbeError, Target, TransportConfig};
+use crate::transport::{self, AuthKind, FailureKind, ProbeError, Target, TransportConfig};
 use eems_core::probe::{self, HostProbeParams, parse};
 use eems_core::report::Stage;
 use eems_core::text::excerpt;
@@ -227,6 +227,7 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         }
     };
     // The scan's own deadline for the probe (name resolution and TCP had theirs).
+    let auth = cfg.mechanism_for(&t).await;
     let outcome = transport::run_probe(
         cfg,
         &t,
@@ -240,7 +241,7 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
             if e.kind == FailureKind::Auth && !cfg.clients.auth_proven() {
                 shared.auth_failures.fetch_add(1, Ordering::SeqCst);
             }
-            winrm_failure(&mut check, cfg, &e);
+            winrm_failure(&mut check, cfg, auth, &e);
             return check;
         }
         Ok(out) => out,
@@ -248,7 +249,7 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     if cfg.https {
         set(&mut check, tls_passed(cfg));
     }
-    set(&mut check, auth_accepted(cfg));
+    set(&mut check, auth_accepted(cfg, auth));
     let host = match parse::parse_host(&out.stdout) {
         Ok(h) => h,
         Err(pe) => {
@@ -333,16 +334,11 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     check
 }
 
-/// "LAB\\user accepted (ntlm)", the auth as the user typed it.
-fn auth_accepted(cfg: &TransportConfig) -> Step {
-    use clap::ValueEnum;
-    let auth = cfg
-        .auth
-        .to_possible_value()
-        .map_or_else(String::new, |v| format!(" ({})", v.get_name()));
+/// "LAB\\user accepted (ntlm)", with the mechanism that got in.
+fn auth_accepted(cfg: &TransportConfig, auth: AuthKind) -> Step {
     passed(
         "winrm-auth",
-        format!("{} accepted{auth}", cfg.account.display()),
+        format!("{} accepted ({})", cfg.account.display(), auth.name()),
     )
 }
 
@@ -375,7 +371,7 @@ fn tls_passed(cfg: &TransportConfig) -> Step {
 
 /// A failed host probe, placed at the step its stage names. The detail is the scan's
 /// error-row text for the same failure.
-fn winrm_failure(check: &mut ServerCheck, cfg: &TransportConfig, e: &ProbeError) {
+fn winrm_failure(check: &mut ServerCheck, cfg: &TransportConfig, auth: AuthKind, e: &ProbeError) {
     let detail = e.to_string();
     let https = cfg.https;
     match e.stage {
@@ -413,7 +409,7 @@ fn winrm_failure(check: &mut ServerCheck, cfg: &TransportConfig, e: &ProbeError)
             if https {
                 set(check, tls_passed(cfg));
             }
-            set(check, auth_accepted(cfg));
+            set(check, auth_accepted(cfg, auth));
             let fix = match e.kind {
                 FailureKind::Timeout => {
                     "the server accepted the command but did not finish it in time: check \

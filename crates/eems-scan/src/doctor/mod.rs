@@ -130,11 +130,7 @@ pub fn targets(args: &DoctorArgs) -> Result<(Vec<Target>, Vec<String>), String> 
         }
         None => Vec::new(),
     };
-    let target_of = |e: &inventory::InventoryEntry| Target {
-        name: e.name.clone(),
-        host: e.connect_host().to_string(),
-        port: e.port,
-    };
+    let target_of = Target::of;
     if !args.servers.is_empty() {
         let targets = args
             .servers
@@ -143,11 +139,7 @@ pub fn targets(args: &DoctorArgs) -> Result<(Vec<Target>, Vec<String>), String> 
                 let name = name.trim();
                 match entries.iter().find(|e| e.name.eq_ignore_ascii_case(name)) {
                     Some(e) => target_of(e),
-                    None => Target {
-                        name: name.to_string(),
-                        host: name.to_string(),
-                        port: None,
-                    },
+                    None => Target::named(name),
                 }
             })
             .collect();
@@ -270,11 +262,7 @@ async fn org_query(
                 .iter()
                 .find(|t| t.name.eq_ignore_ascii_case(name))
                 .cloned()
-                .unwrap_or_else(|| Target {
-                    name: name.to_string(),
-                    host: name.to_string(),
-                    port: None,
-                }),
+                .unwrap_or_else(|| Target::named(name)),
         );
     }
     for t in targets {

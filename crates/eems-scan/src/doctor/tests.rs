@@ -3,11 +3,7 @@ use super::*;
 
 #[test]
 fn not_built_steps_are_skipped_and_never_passed() {
-    let t = Target {
-        name: "EX01".into(),
-        host: "ex01".into(),
-        port: None,
-    };
+    let t = Target::named("ex01");
     let c = blank(&t, 5985, false);
     let kerberos = c.steps.iter().find(|s| s.step == "kerberos").unwrap();
     assert_eq!(kerberos.result, Outcome::Skipped);

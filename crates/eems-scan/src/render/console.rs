@@ -20,6 +20,8 @@ pub struct ConsoleRow {
     pub blocked: String,
     pub error: Option<String>,
     pub note: Option<String>,
+    /// The mechanism that authenticated, when one did.
+    pub auth: Option<String>,
 }
 
 impl From<&ServerRow> for ConsoleRow {
@@ -40,6 +42,7 @@ impl From<&ServerRow> for ConsoleRow {
             } else {
                 None
             },
+            auth: r.auth.clone(),
         }
     }
 }
@@ -162,6 +165,20 @@ pub fn render(org: &OrgSection, rows: &[ConsoleRow], summary: &Summary, style: S
         summary.error,
         summary.skipped
     );
+    // Which mechanism got in, server by server: one scan may mix them only by failing.
+    let mut mechanisms: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in rows {
+        if let Some(a) = &r.auth {
+            *mechanisms.entry(a.as_str()).or_default() += 1;
+        }
+    }
+    if !mechanisms.is_empty() {
+        let list: Vec<String> = mechanisms
+            .iter()
+            .map(|(m, n)| format!("{m} on {n}"))
+            .collect();
+        let _ = writeln!(out, "authenticated with {}", list.join(", "));
+    }
     out
 }
 
@@ -205,7 +222,27 @@ mod tests {
             blocked: "M1,M2,M3".into(),
             error: error.map(Into::into),
             note: None,
+            auth: error.is_none().then(|| "kerberos".into()),
         }
+    }
+
+    #[test]
+    fn says_which_mechanism_authenticated() {
+        let rows = vec![
+            row("EX01", Status::Ok, None),
+            row("EX02", Status::Warning, None),
+            row("EX03", Status::Error, Some("connection refused")),
+        ];
+        let text = render(
+            &OrgSection::default(),
+            &rows,
+            &Summary::default(),
+            Style { color: false },
+        );
+        assert_eq!(
+            text.lines().last(),
+            Some("authenticated with kerberos on 2")
+        );
     }
 
     #[test]

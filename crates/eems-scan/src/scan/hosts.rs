@@ -68,11 +68,7 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
             return row;
         }
     };
-    let target = Target {
-        name: job.entry.name.clone(),
-        host: job.entry.connect_host().to_string(),
-        port: job.entry.port,
-    };
+    let target = Target::of(&job.entry);
     tracing::debug!(server = %target.name, host = %target.host, "host probe");
     let outcome = transport::run_probe(
         &shared.opts.transport,
@@ -86,6 +82,15 @@ pub(super) async fn host_task(shared: Arc<Shared>, job: Job) -> ServerRow {
     )
     .await;
     row.duration_ms = started.elapsed().as_millis() as u64;
+    let authenticated = match &outcome {
+        Ok(_) => true,
+        Err(e) => !matches!(e.stage, Stage::Connect | Stage::Auth),
+    };
+    if authenticated {
+        // The same answer run_probe got: the scan's credentials are got once.
+        let auth = shared.opts.transport.mechanism_for(&target).await;
+        row.auth = Some(auth.name().to_string());
+    }
     let out = match outcome {
         Err(e) => {
             note_auth_failure(&shared, &e);

@@ -142,6 +142,13 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> std::io::Result<ScanOutcome> {
     let started_at = now_rfc3339();
+    let mut opts = opts.clone();
+    if let Servers::Listed(entries) = &servers
+        && (opts.transport.auth == transport::AuthKind::Kerberos || opts.transport.auth_auto)
+    {
+        opts.transport.resolve = Arc::new(transport::resolve_overrides(entries));
+    }
+    let opts = &opts;
     let mut shared = Shared {
         opts: opts.clone(),
         org: OrgFacts::default(),

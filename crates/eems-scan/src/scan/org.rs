@@ -77,17 +77,9 @@ pub(super) fn org_targets(
     candidates: &[InventoryEntry],
     discover_from: Option<&str>,
 ) -> Vec<Target> {
-    let target_of = |e: &InventoryEntry| Target {
-        name: e.name.clone(),
-        host: e.connect_host().to_string(),
-        port: e.port,
-    };
+    let target_of = Target::of;
     if let Some(from) = discover_from {
-        return vec![Target {
-            name: from.to_string(),
-            host: from.to_string(),
-            port: None,
-        }];
+        return vec![Target::named(from)];
     }
     let mut out = Vec::new();
     if let Some(first) = &opts.org_server {
@@ -96,11 +88,7 @@ pub(super) fn org_targets(
             .find(|e| e.name.eq_ignore_ascii_case(first))
         {
             Some(e) => out.push(target_of(e)),
-            None => out.push(Target {
-                name: first.clone(),
-                host: first.clone(),
-                port: None,
-            }),
+            None => out.push(Target::named(first)),
         }
     }
     for e in candidates {
@@ -236,11 +224,7 @@ pub async fn discover(
         auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
     };
-    let target = Target {
-        name: from.to_string(),
-        host: from.to_string(),
-        port: None,
-    };
+    let target = Target::named(from);
     let r = org_phase(&shared, &[target], &Silent).await;
     match r.facts {
         Some(f) => match &f.servers_error {

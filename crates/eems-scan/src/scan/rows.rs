@@ -97,6 +97,7 @@ pub(super) fn discovered_entry(s: &ExchangeServerFacts, line: usize) -> Inventor
         port: None,
         role: s.server_role.clone(),
         site: s.site.clone(),
+        fqdn: s.fqdn.clone(),
         line,
     }
 }

@@ -15,11 +15,25 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs the `eems-scan` binary with the password in EEMS_PASSWORD (never an argument).
 pub async fn eems_scan(args: &[&str], password: &str) -> Output {
+    eems_scan_env(args, password, &[]).await
+}
+
+/// [`eems_scan`] with `env` added (a realm's `KRB5_CONFIG`, `KRB5CCNAME`).
+pub async fn eems_scan_env(
+    args: &[&str],
+    password: &str,
+    env: &[(&str, std::ffi::OsString)],
+) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let password = password.to_string();
+    let env: Vec<(String, std::ffi::OsString)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_eems-scan"))
             .args(&args)
+            .envs(env)
             .env("EEMS_PASSWORD", password)
             // A profile in the tester's configuration folder must not change the run.
             .env("EEMS_NO_PROFILE", "1")

@@ -6,6 +6,8 @@ mod common;
 mod everyday;
 mod evidence;
 mod golden;
+#[cfg(feature = "kerberos")]
+mod kerberos;
 mod org_data;
 #[cfg(feature = "kerberos")]
 mod org_psrp;

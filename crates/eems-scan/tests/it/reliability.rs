@@ -489,6 +489,52 @@ async fn the_password_appears_nowhere() {
     lab.shutdown().await;
 }
 
+/// The same with `--auth kerberos` and only the password: it goes to libkrb5 in this process
+/// (no kinit, no argument list), and appears in no output, report, lab log or KDC log.
+#[cfg(feature = "kerberos")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    eems_no_kdc,
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+)]
+async fn the_password_appears_nowhere_with_kerberos() {
+    const SENTINEL: &str = "S3ntinel-Krb-4e1b";
+    let mut toml = fleet_toml("", &servers("SK", 152, 2, ""));
+    toml.push_str(&format!(
+        "[[account]]\ndomain = \"LAB\"\nuser = \"administrator\"\npassword = \"{SENTINEL}\"\n"
+    ));
+    let mut fleet = fleet_from_toml(&toml);
+    fleet.listener.ntlm = false;
+    let realm = eems_lab::kdc::Realm::start(eems_lab::kdc::RealmSpec::for_fleet(&fleet).unwrap())
+        .await
+        .unwrap();
+    let dir = scratch("sentinel-kerberos");
+    let lab = eems_lab::testkit::start_kerberos_lab(fleet, &dir, &realm).await;
+    let (out, rep) = crate::kerberos::scan(
+        &realm,
+        &dir,
+        &dir.join("inventory.csv"),
+        &dir.join("none.ccache"),
+        SENTINEL,
+        &["-vvv"],
+    )
+    .await;
+    assert_eq!(s(&row(&rep, "SK01")["status"]), "ok", "{rep}");
+    let mut haystacks = vec![
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+        ("kdc log", realm.kdc_log()),
+    ];
+    for f in ["out.json", "lab.jsonl"] {
+        haystacks.push((f, std::fs::read_to_string(dir.join(f)).unwrap_or_default()));
+    }
+    assert!(haystacks[1].1.len() > 1000, "-vvv produced no trace output");
+    for (name, text) in &haystacks {
+        assert!(!text.contains(SENTINEL), "the password leaked into {name}");
+    }
+    lab.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
     let dir = scratch("wrong-ca");
