@@ -5,7 +5,8 @@
 //! [`inventory`] (which servers) → [`probe`] (the scripts sent to them and the parsers of
 //! what they print, into [`facts`]) → [`analysis`] (HealthChecker's decision table) →
 //! [`report`] (the row model every renderer and reader shares) → [`drift`] (two saved
-//! reports compared).
+//! reports compared). [`sealing`] is the MS-WSMV `multipart/encrypted` framing, pure bytes,
+//! that both the scanner and the lab speak.
 
 pub mod analysis;
 pub mod drift;
@@ -13,4 +14,5 @@ pub mod facts;
 pub mod inventory;
 pub mod probe;
 pub mod report;
+pub mod sealing;
 pub mod text;

@@ -42,8 +42,8 @@ use crate::fleet::{Fleet, OrgSpec, ServerSpec};
 use crate::kdc::Realm;
 use crate::kerberos::{AcceptContext, Acceptor, TokenKind, token_kind};
 use crate::log::{self, LogRecord, RequestLog};
-use crate::sealing::Protocol;
 use crate::wsman::{Node, parse_xml, xml_escape};
+use eems_core::sealing::Protocol;
 
 pub const RESOURCE_URI: &str = "http://schemas.microsoft.com/powershell/Microsoft.Exchange";
 /// What a real client of this endpoint asks for and Exchange's back end allows.

@@ -9,11 +9,11 @@
 use crate::fleet::{AccountSpec, ListenerSpec, ServerSpec};
 use crate::log::{self, LogRecord, RequestLog};
 use crate::ntlm::{self, CbtPolicy, ServerIdentity};
-use crate::sealing::Protocol;
 use crate::tls::HostTls;
 use crate::wsman::{self, WsmanRequest};
 use base64::Engine;
 use bytes::Bytes;
+use eems_core::sealing::Protocol;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};

@@ -6,7 +6,7 @@
 //! host's SPN fails like `KRB_AP_ERR_NOT_US`), clock skew, expiry, replay, channel bindings.
 //! Message sealing follows MS-WSMV 2.2.9.1 the Windows way: an RFC 4121 wrap token whose
 //! trailer is rotated into the security header (RRC 28, EC 0, a 60-byte header with AES),
-//! framed by [`crate::sealing`] under the MIME protocol of the HTTP scheme that authenticated.
+//! framed by `eems_core::sealing` under the MIME protocol of the HTTP scheme that authenticated.
 //!
 //! The keytab is named per credential (`gss_acquire_cred_from`), never through `KRB5_KTNAME`:
 //! the lab runs inside multi-threaded test processes, where changing the environment is unsound,
@@ -21,7 +21,7 @@ use libgssapi::error::{Error as GssError, MajorFlags};
 use libgssapi::oid::GSS_MECH_KRB5;
 use libgssapi::util::{GssIov, GssIovType};
 
-use crate::sealing::{self, Protocol};
+use eems_core::sealing::{self, Protocol};
 
 /// What an `Authorization` token is, from its first bytes, without parsing it: a host with NTLM
 /// disabled refuses NTLMSSP tokens before any library sees them.

@@ -8,7 +8,7 @@
 //!   belong to the TCP connection), Basic over HTTPS, `AllowUnencrypted=false`, HTTP-level
 //!   faults and latency, the request log;
 //! - [`ntlm`]: the NTLMv2 acceptor and MS-WSMV message sealing;
-//! - [`sealing`]: the MS-WSMV `multipart/encrypted` framing NTLM and Kerberos share;
+//! - `eems_core::sealing`: the MS-WSMV `multipart/encrypted` framing NTLM and Kerberos share;
 //! - [`tls`]: a CA and per-host certificates made at start;
 //! - [`kdc`]: a throwaway MIT Kerberos realm (a real `krb5kdc`) on loopback;
 //! - `kerberos` (feature `kerberos`): the Kerberos/SPNEGO acceptor and Kerberos sealing;
@@ -34,7 +34,6 @@ pub mod kerberos;
 pub mod log;
 pub mod ntlm;
 pub mod powershell;
-pub mod sealing;
 pub mod testkit;
 pub mod tls;
 pub mod wsman;

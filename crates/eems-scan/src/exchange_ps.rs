@@ -42,10 +42,7 @@ use tokio::sync::Mutex;
 
 use crate::kerberos::{Credentials, KerberosError};
 
-#[path = "../../eems-lab/src/sealing.rs"]
-#[allow(dead_code)]
-mod sealing;
-use sealing::Protocol;
+use eems_core::sealing::{self, Protocol};
 
 pub const RESOURCE_URI: &str = "http://schemas.microsoft.com/powershell/Microsoft.Exchange";
 /// Exchange's Default Web Site.

@@ -1,8 +1,8 @@
 //! MS-WSMV message sealing (MS-NLMP 3.4); the `multipart/encrypted` framing is
-//! [`crate::sealing`], shared with Kerberos.
+//! `eems_core::sealing`, shared with Kerberos.
 
 use super::*;
-use crate::sealing;
+use eems_core::sealing;
 
 /// HTTP `Content-Type` of a sealed body (MS-WSMV 2.2.9.1).
 pub const SEALED_CONTENT_TYPE: &str = sealing::Protocol::Spnego.content_type();

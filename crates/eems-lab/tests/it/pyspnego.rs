@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use eems_core::sealing::{self, Protocol};
 use eems_lab::kdc::{Realm, RealmSpec};
 use eems_lab::kerberos::{Acceptor, TokenKind, token_kind};
-use eems_lab::sealing::{self, Protocol};
 use eems_lab::testkit::{PASSWORD, demo_fleet};
 
 use crate::pywinrm::{crate_dir, python_with};

@@ -191,7 +191,7 @@ mod kerberos {
     ) -> std::net::SocketAddr {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD as B64;
-        use eems_lab::sealing::Protocol;
+        use eems_core::sealing::Protocol;
         use http_body_util::{BodyExt, Full};
         use hyper::{Response, StatusCode};
         use std::sync::{Arc, Mutex};
