@@ -79,8 +79,8 @@ pub enum Command {
     /// Steps: name resolution, TCP to the WinRM port, TLS and the certificate chain
     /// (--https), WinRM authentication, the probe command, and whether the server reaches
     /// the mitigation endpoint (through its InternetWebProxy, which one org query on the
-    /// first answering server provides). Kerberos (issue 9) and the /PowerShell endpoint
-    /// (issue 10) are not built yet and show as skipped.
+    /// first answering server provides). The Kerberos and /PowerShell steps are not
+    /// checked by doctor yet and show as skipped.
     ///
     /// Exit status: 0 no step failed on any server; 1 a step failed; 2 usage or input error.
     Doctor(DoctorArgs),

@@ -41,7 +41,7 @@ pub(super) fn failed(name: &'static str, detail: String, fix: &str) -> Step {
     step(name, Outcome::Failed, detail, fix)
 }
 
-/// Every step not run yet; those not built yet, and TLS over HTTP, are skipped whatever
+/// Every step not run yet; those doctor does not check yet, and TLS over HTTP, are skipped whatever
 /// happens.
 pub(super) fn blank(t: &Target, port: u16, https: bool) -> ServerCheck {
     let steps = STEPS
@@ -49,7 +49,7 @@ pub(super) fn blank(t: &Target, port: u16, https: bool) -> ServerCheck {
         .map(|&name| match name {
             "kerberos" => skipped(
                 name,
-                "not built yet (issue 9): ticket or password, realm and KDC, clock skew, \
+                "doctor does not check this yet (issue 16): ticket or password, realm and KDC, clock skew, \
                  service ticket for HTTP/<fqdn>",
             ),
             "tls" if !https => skipped(
@@ -58,7 +58,7 @@ pub(super) fn blank(t: &Target, port: u16, https: bool) -> ServerCheck {
             ),
             "powershell" => skipped(
                 name,
-                "not built yet (issue 10): TCP and authentication to /PowerShell, and \
+                "doctor does not check this yet (issue 16): TCP and authentication to /PowerShell, and \
                  whether the account may run Get-ExchangeServer (RBAC)",
             ),
             _ => step(

@@ -7,8 +7,8 @@
 //! failed. The mitigation-endpoint step reads the same probe's OCS result, fetched through
 //! the server's InternetWebProxy as a scan does, which one org query provides.
 //!
-//! Steps that are not built yet (Kerberos, issue 9; the /PowerShell endpoint and RBAC,
-//! issue 10) are reported as skipped, never as passed.
+//! Steps doctor does not check yet (Kerberos; the /PowerShell endpoint and RBAC) are
+//! reported as skipped, never as passed.
 //!
 //! [`checks`] holds one server's steps, in order, and what each failure's fix says; this
 //! file the targets, the one org query and the run over all servers; [`table`] the text
@@ -41,7 +41,7 @@ use checks::{blank, check_server, failed};
 pub enum Outcome {
     Passed,
     Failed,
-    /// Not checked: not built yet, or not applicable (the reason says which).
+    /// Not checked: doctor does not check it yet, or not applicable (the reason says which).
     Skipped,
     /// An earlier step failed.
     NotRun,

@@ -60,7 +60,7 @@ pub fn render_table(report: &DoctorReport) -> String {
     );
     let _ = writeln!(
         out,
-        "not checked yet: Kerberos (issue 9), the /PowerShell endpoint and RBAC (issue 10)"
+        "not checked by doctor yet: Kerberos, the /PowerShell endpoint and RBAC (issue 16)"
     );
     out
 }
