@@ -272,22 +272,8 @@ async fn handle(
     tls: bool,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
-    let mut rec = LogRecord {
-        ts_ms: log::now_ms(),
-        server: format!("{}/PowerShell", host.name),
-        conn: id,
-        tls,
-        auth: log::AUTH_NONE.into(),
-        step: log::STEP_REQUEST.into(),
-        sealed: false,
-        plaintext_soap: false,
-        action: None,
-        probe: None,
-        shell_id: None,
-        status: 0,
-        user: None,
-        note: None,
-    };
+    let mut rec = LogRecord::request(format!("{}/PowerShell", host.name), id, tls);
+    rec.ts_ms = log::now_ms();
     let resp = handle_inner(host, conn, req, &mut rec).await;
     rec.status = resp.status().as_u16();
     host.log.record(rec);

@@ -314,22 +314,7 @@ enum Scheme {
 
 async fn handle(host: &HostCtx, conn: &ConnCtx, req: Request<Incoming>) -> Response<LabBody> {
     let (parts, body) = req.into_parts();
-    let mut rec = LogRecord {
-        ts_ms: 0,
-        server: host.spec.name.clone(),
-        conn: conn.id,
-        tls: conn.tls,
-        auth: log::AUTH_NONE.into(),
-        step: log::STEP_REQUEST.into(),
-        sealed: false,
-        plaintext_soap: false,
-        action: None,
-        probe: None,
-        shell_id: None,
-        status: 0,
-        user: None,
-        note: None,
-    };
+    let mut rec = LogRecord::request(host.spec.name.clone(), conn.id, conn.tls);
     // The body is always read in full before answering, 401s included: a client that sent
     // one must find the connection clean for its next request.
     let reply = match Limited::new(body, MAX_REQUEST_BODY).collect().await {

@@ -33,6 +33,29 @@ pub struct LogRecord {
     pub note: Option<String>,
 }
 
+impl LogRecord {
+    /// A request on connection `conn` to `server`, before anything is known about it; the
+    /// handler fills in the rest and stamps `ts_ms` when it decides the response.
+    pub fn request(server: String, conn: u64, tls: bool) -> LogRecord {
+        LogRecord {
+            ts_ms: 0,
+            server,
+            conn,
+            tls,
+            auth: AUTH_NONE.into(),
+            step: STEP_REQUEST.into(),
+            sealed: false,
+            plaintext_soap: false,
+            action: None,
+            probe: None,
+            shell_id: None,
+            status: 0,
+            user: None,
+            note: None,
+        }
+    }
+}
+
 pub const AUTH_NONE: &str = "none";
 pub const AUTH_NTLM: &str = "ntlm";
 pub const AUTH_KERBEROS: &str = "kerberos";
