@@ -111,6 +111,8 @@ impl ExchangePs {
                 .map_err(|e| anyhow::anyhow!("server {}: {e}", s.name))?;
             let addr = SocketAddr::from((s.address, opts.port));
             let l = TcpListener::bind(addr).await.map_err(|e| {
+                // The hosts already listening stop, so that a caller can try another port.
+                cancel.cancel();
                 anyhow::anyhow!(
                     "server {}: /PowerShell cannot listen on {addr}: {e}",
                     s.name

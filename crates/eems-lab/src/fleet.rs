@@ -40,8 +40,9 @@ pub struct OrgSpec {
     /// WinRS sessions are network logons that cannot reach Active Directory (no CredSSP, no
     /// unconstrained delegation), as on a real organisation: the snap-in org probe gets an
     /// Active Directory error and no result. Exchange Remote PowerShell is unaffected (its
-    /// cmdlets run as the Exchange Trusted Subsystem).
-    #[serde(default)]
+    /// cmdlets run as the Exchange Trusted Subsystem). On by default, as on a real
+    /// organisation; `false` models one that delegates, for the legacy `winrs-snapin` tests.
+    #[serde(default = "yes")]
     pub second_hop_denied: bool,
 }
 
@@ -364,7 +365,12 @@ mod tests {
         assert!(f(&|x| x.down) && f(&|x| x.hang) && f(&|x| x.wrong_password));
         assert!(f(&|x| x.garbage) && f(&|x| x.http500) && f(&|x| x.drop_mid_response));
         assert!(f(&|x| x.timed_out_polls > 0) && f(&|x| x.noise) && f(&|x| x.ps51_quirks));
-        assert!(f(&|x| x.no_snapin));
+        // The org query's fallback: one /PowerShell down (the snap-in path is legacy).
+        assert!(f(&|x| x.ps_down));
+        assert!(
+            fleet.org.second_hop_denied,
+            "the default, as on a real organisation"
+        );
         assert!(
             fleet
                 .servers

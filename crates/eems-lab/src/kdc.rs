@@ -118,6 +118,9 @@ pub struct Realm {
     kdc: Child,
     addr: SocketAddr,
     tools: Tools,
+    /// Hosts added after the start ([`Realm::add_hosts`]); the lock also keeps two
+    /// kadmin.local runs from meeting on the database.
+    added: tokio::sync::Mutex<Vec<String>>,
 }
 
 /// Absolute paths of the MIT tools.
@@ -205,6 +208,7 @@ impl Realm {
                         kdc,
                         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
                         tools,
+                        added: tokio::sync::Mutex::default(),
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -310,6 +314,50 @@ impl Realm {
             .context("kadmin.local")
     }
 
+    /// Adds `HTTP/<fqdn>` of each of `hosts` the realm does not hold yet, its keys appended to
+    /// the keytab, so that one realm serves several fleets of a test process (starting a
+    /// KDC per test is slow). A host already there keeps its key: a new one would bump the
+    /// key version under a lab that is using it.
+    pub async fn add_hosts(&self, hosts: &[String]) -> anyhow::Result<()> {
+        let mut added = self.added.lock().await;
+        let mut new: Vec<&String> = Vec::new();
+        for h in hosts {
+            let known = self
+                .spec
+                .hosts
+                .iter()
+                .chain(added.iter())
+                .chain(new.iter().copied());
+            if !known.into_iter().any(|k| k.eq_ignore_ascii_case(h)) {
+                new.push(h);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let spec = RealmSpec {
+            hosts: new.iter().map(|h| h.to_string()).collect(),
+            ..self.spec.clone()
+        };
+        spec.validate()?;
+        let paths = Paths::new(self.dir.path());
+        run_tool(
+            &self.tools.kadmin_local,
+            &[],
+            &host_principals(&spec, &paths.keytab),
+            &paths,
+        )
+        .await
+        .context("realm: kadmin.local (added hosts)")?;
+        added.extend(spec.hosts);
+        Ok(())
+    }
+
+    /// The KDC's process id (to stop a realm that is never dropped, at process exit).
+    pub fn kdc_pid(&self) -> Option<u32> {
+        self.kdc.id()
+    }
+
     /// The KDC's own log (requests, errors): for a test that wants to see what it was asked.
     pub fn kdc_log(&self) -> String {
         std::fs::read_to_string(Paths::new(self.dir.path()).kdc_log).unwrap_or_default()
@@ -409,11 +457,19 @@ fn kadmin_script(spec: &RealmSpec, keytab: &Path) -> String {
         user = spec.user,
         pw = spec.password
     );
+    s.push_str(&host_principals(spec, keytab));
+    s.push_str(&format!("ktadd -k {kt} -norandkey {}\n", spec.user));
+    s
+}
+
+/// kadmin.local commands for `HTTP/<fqdn>` of every host of `spec`, keys into `keytab`.
+fn host_principals(spec: &RealmSpec, keytab: &Path) -> String {
+    let kt = keytab.display();
+    let mut s = String::new();
     for host in &spec.hosts {
         s.push_str(&format!("addprinc -randkey HTTP/{host}\n"));
         s.push_str(&format!("ktadd -k {kt} HTTP/{host}\n"));
     }
-    s.push_str(&format!("ktadd -k {kt} -norandkey {}\n", spec.user));
     s
 }
 

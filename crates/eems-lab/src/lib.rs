@@ -201,6 +201,47 @@ impl Lab {
         })
     }
 
+    /// Exchange's `/PowerShell` endpoint (HTTP) on every host of this lab but those `down` or
+    /// `ps_down`, all on one port (what the scanner's `--org-port` names), its requests in
+    /// this lab's log beside the WinRS ones. The port is one free on the first host's address;
+    /// another host's address may hold it, so a few ports are tried.
+    #[cfg(feature = "kerberos")]
+    pub async fn start_exchange_ps(
+        &self,
+        realm: &kdc::Realm,
+    ) -> anyhow::Result<(exchange_ps::ExchangePs, u16)> {
+        const PORT_ATTEMPTS: usize = 3;
+        let first = self
+            .fleet
+            .servers
+            .iter()
+            .find(|s| !s.faults.down && !s.faults.ps_down)
+            .ok_or_else(|| anyhow::anyhow!("no lab host serves /PowerShell"))?;
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = std::net::TcpListener::bind((first.address, 0))?
+                .local_addr()?
+                .port();
+            let opts = exchange_ps::Options {
+                port,
+                no_role: Vec::new(),
+                log: self.log.clone(),
+                https: false,
+            };
+            match exchange_ps::ExchangePs::start(&self.fleet, realm, opts).await {
+                Ok(ps) => return Ok((ps, port)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("/PowerShell did not start")))
+    }
+
+    /// What `eems-scan org-command`'s line would write for this organisation, now
+    /// (`--org-data`).
+    pub fn org_data_json(&self) -> anyhow::Result<String> {
+        powershell::org_data_json(&self.fleet)
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }

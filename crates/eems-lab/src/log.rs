@@ -128,3 +128,84 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Reads a request log written as JSON lines (the demo's, after the lab stopped). A line
+/// that is not a record is an error naming the file and the line.
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<LogRecord>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the request log: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// What the lab saw of the org query, from its request log: issue 10's promise that the
+/// scanner runs bare cmdlets on Exchange's `/PowerShell` (never script text, which the
+/// NoLanguage runspace refuses) and never loads the Exchange snap-in over WinRS (the second
+/// hop a real organisation denies).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OrgQueryAudit {
+    /// Cmdlet invocations that reached `/PowerShell`.
+    pub cmdlets: usize,
+    /// Pipelines on `/PowerShell` that carried script text.
+    pub script_text: usize,
+    /// WinRS commands that were the snap-in org probe.
+    pub snapin_loads: usize,
+}
+
+impl OrgQueryAudit {
+    pub fn of(records: &[LogRecord]) -> OrgQueryAudit {
+        let mut audit = OrgQueryAudit::default();
+        for r in records {
+            let Some(probe) = r.probe.as_deref() else {
+                continue;
+            };
+            if r.server.ends_with("/PowerShell") {
+                if probe.split('|').any(|c| c.starts_with("script:")) {
+                    audit.script_text += 1;
+                } else {
+                    audit.cmdlets += probe.split('|').count();
+                }
+            } else if probe == "org" {
+                audit.snapin_loads += 1;
+            }
+        }
+        audit
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.script_text == 0 && self.snapin_loads == 0
+    }
+}
+
+impl std::fmt::Display for OrgQueryAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = |n: usize, none: &str, some: &str| {
+            if n == 0 {
+                none.to_string()
+            } else {
+                format!("{n} {some}")
+            }
+        };
+        write!(
+            f,
+            "{} cmdlet invocation(s) on /PowerShell, {}, {}",
+            self.cmdlets,
+            count(
+                self.script_text,
+                "no script text sent there",
+                "pipeline(s) with script text sent there"
+            ),
+            count(
+                self.snapin_loads,
+                "no Exchange snap-in loaded over WinRS",
+                "Exchange snap-in load(s) over WinRS"
+            )
+        )
+    }
+}

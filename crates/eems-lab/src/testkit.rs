@@ -52,8 +52,9 @@ pub fn scratch(root: &Path, name: &str) -> PathBuf {
 }
 
 /// Starts the lab with its request log in `dir` (and in memory), and writes beside it
-/// `inventory.csv`, `ca.pem`, and `inventory-noport.csv` (the same servers without the
-/// port column, for scans that pick the port by `--https`).
+/// `inventory.csv`, `ca.pem`, `inventory-noport.csv` (the same servers without the
+/// port column, for scans that pick the port by `--https`) and `org-data.json` (what
+/// `eems-scan org-command` would write for this organisation, for `--org-data`).
 pub async fn start_lab(fleet: Fleet, dir: &Path) -> Lab {
     let lab = Lab::start(
         fleet,
@@ -88,6 +89,7 @@ pub async fn start_kerberos_lab(fleet: Fleet, dir: &Path, realm: &crate::kdc::Re
 
 fn write_inventories(lab: &Lab, dir: &Path) {
     std::fs::write(dir.join("inventory.csv"), lab.inventory_csv()).unwrap();
+    std::fs::write(dir.join(ORG_DATA), lab.org_data_json().unwrap()).unwrap();
     std::fs::write(dir.join("ca.pem"), lab.ca_pem()).unwrap();
     let mut no_ports = csv::Writer::from_path(dir.join("inventory-noport.csv")).unwrap();
     let inventory = lab.inventory_csv();
@@ -106,6 +108,109 @@ fn write_inventories(lab: &Lab, dir: &Path) {
             .unwrap();
     }
     no_ports.flush().unwrap();
+}
+
+/// The org data file [`start_lab`] writes beside the inventory.
+pub const ORG_DATA: &str = "org-data.json";
+
+/// One MIT realm (`LAB.LOCAL`, the lab account) for the whole test process: starting a KDC
+/// takes a second or more, and most Kerberos tests need nothing of their own from it. Each
+/// fleet's hosts are added by [`start_realistic_lab`]. A static is never dropped, so the KDC
+/// is stopped and its directory removed when the process exits (`atexit`).
+#[cfg(feature = "kerberos")]
+pub async fn shared_realm() -> &'static crate::kdc::Realm {
+    static REALM: tokio::sync::OnceCell<crate::kdc::Realm> = tokio::sync::OnceCell::const_new();
+    extern "C" fn stop_shared_realm() {
+        if let Some(realm) = REALM.get() {
+            if let Some(pid) = realm.kdc_pid().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let _ = std::fs::remove_dir_all(realm.dir());
+        }
+    }
+    REALM
+        .get_or_init(|| async {
+            let spec = crate::kdc::RealmSpec {
+                realm: "LAB.LOCAL".into(),
+                domain: "lab.local".into(),
+                user: fleet::DEFAULT_USER.into(),
+                password: fleet::DEFAULT_PASSWORD.into(),
+                hosts: Vec::new(),
+                kdc_clock_offset_secs: 0,
+            };
+            let realm = crate::kdc::Realm::start(spec).await.unwrap();
+            // SAFETY: registers a plain function with no captured state.
+            assert_eq!(unsafe { libc::atexit(stop_shared_realm) }, 0);
+            realm
+        })
+        .await
+}
+
+/// A lab as a real organisation is (issue 10): Kerberos from a real KDC, NTLM refused on
+/// every host, WinRS logons without a second hop, Exchange's `/PowerShell` on every host, and
+/// an admin who ran `kinit`. A scan needs only [`RealisticLab::scan_env`] and
+/// [`RealisticLab::scan_args`] besides the inventory: no `--auth`, no `--org-via`.
+#[cfg(feature = "kerberos")]
+pub struct RealisticLab {
+    pub lab: Lab,
+    pub ps: crate::exchange_ps::ExchangePs,
+    /// The one port of every host's `/PowerShell` (`--org-port`).
+    pub ps_port: u16,
+    pub realm: &'static crate::kdc::Realm,
+    ccache: PathBuf,
+}
+
+#[cfg(feature = "kerberos")]
+impl RealisticLab {
+    /// The realm's krb5.conf and the admin's ticket cache (kinit done).
+    pub fn scan_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let mut env = self.realm.client_env();
+        env.retain(|(k, _)| *k == "KRB5_CONFIG");
+        env.push((
+            "KRB5CCNAME",
+            format!("FILE:{}", self.ccache.display()).into(),
+        ));
+        env
+    }
+
+    /// Where `/PowerShell` listens: the lab cannot bind port 80.
+    pub fn scan_args(&self) -> Vec<String> {
+        vec!["--org-port".into(), self.ps_port.to_string()]
+    }
+
+    pub async fn shutdown(self) {
+        self.ps.shutdown().await;
+        self.lab.shutdown().await;
+    }
+}
+
+/// Starts `fleet` as a [`RealisticLab`] (its files in `dir` as [`start_lab`] writes them),
+/// on the process's [`shared_realm`]; the fleet's FQDNs must be in `lab.local`.
+#[cfg(feature = "kerberos")]
+pub async fn start_realistic_lab(mut fleet: Fleet, dir: &Path) -> RealisticLab {
+    fleet.listener.ntlm = false;
+    fleet.listener.kerberos = true;
+    fleet.org.second_hop_denied = true;
+    let realm = shared_realm().await;
+    let hosts: Vec<String> = fleet.servers.iter().map(|s| s.fqdn()).collect();
+    realm.add_hosts(&hosts).await.unwrap();
+    let lab = start_kerberos_lab(fleet, dir, realm).await;
+    let (ps, ps_port) = lab.start_exchange_ps(realm).await.unwrap();
+    let ccache = dir.join("admin.ccache");
+    realm
+        .kinit(&realm.user_principal(), PASSWORD, &ccache, None)
+        .await
+        .unwrap();
+    RealisticLab {
+        lab,
+        ps,
+        ps_port,
+        realm,
+        ccache,
+    }
 }
 
 /// Set in a test process started by [`run_in_child`].

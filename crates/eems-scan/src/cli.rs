@@ -103,19 +103,21 @@ pub enum Command {
 /// How the org query (Get-OrganizationConfig, Get-ExchangeServer) reaches the organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OrgViaArg {
-    /// The Exchange snap-in in a WinRS PowerShell on the org server (the default for now).
-    /// Unsupported by Microsoft, and on a real organisation it fails without delegation
-    /// (the second hop to Active Directory).
-    Winrs,
-    /// Exchange Remote PowerShell, `http://<fqdn>/PowerShell/` with Kerberos (needs the
-    /// `kerberos` feature and an Exchange view-only role; no local admin rights).
+    /// Exchange Remote PowerShell, `http://<fqdn>/PowerShell/` with Kerberos (a ticket from
+    /// kinit, else the password); needs an Exchange view-only role, no local admin rights.
+    /// The way Microsoft supports; without Kerberos use --org-data.
     RemotePowershell,
+    /// Legacy: the Exchange snap-in in a WinRS PowerShell on the org server. Unsupported by
+    /// Microsoft (KB 2827611), and on a real organisation it fails without delegation (the
+    /// second hop to Active Directory).
+    #[value(alias = "winrs")]
+    WinrsSnapin,
 }
 
 /// Where the org query goes.
 #[derive(Debug, Clone, Args)]
 pub struct OrgArgs {
-    #[arg(long, value_enum, default_value = "winrs")]
+    #[arg(long, value_enum, default_value = "remote-powershell")]
     pub org_via: OrgViaArg,
 
     /// Port of the Exchange Remote PowerShell endpoint (default 80).

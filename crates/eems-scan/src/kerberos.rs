@@ -114,6 +114,19 @@ pub enum KerberosError {
          skew (5 minutes unless configured): synchronise the clock (NTP)"
     )]
     ClockSkew { realm: String },
+    #[error(
+        "the Kerberos default realm {realm} (from {config}) does not match the domain \
+         {domain} of the user {user:?}, so the password was not sent to its KDC: give the \
+         user as user@REALM (--user {name}@<the domain's DNS name>), or set default_realm \
+         in {config}"
+    )]
+    RealmNotDomain {
+        user: String,
+        name: String,
+        domain: String,
+        realm: String,
+        config: String,
+    },
     #[error("the KDC refused the password of {principal} (wrong password)")]
     WrongPassword { principal: String },
     #[error("the KDC does not know the account {principal}")]
@@ -310,6 +323,21 @@ impl Credentials {
                 },
             });
         };
+        // `DOMAIN\user` takes the default realm, which a stock krb5.conf sets to someone
+        // else's (Debian's names ATHENA.MIT.EDU): the password goes to a KDC only when the
+        // realm is that domain's.
+        if let Some((domain, name)) = user.split_once('\\') {
+            let first_label = realm.split('.').next().unwrap_or_default();
+            if !first_label.eq_ignore_ascii_case(domain) {
+                return Err(KerberosError::RealmNotDomain {
+                    user: user.to_string(),
+                    name: name.to_string(),
+                    domain: domain.to_string(),
+                    realm,
+                    config: config_path(),
+                });
+            }
+        }
         let name = client_name(user)?;
         let cred = Cred::acquire_with_password(
             Some(&name),

@@ -32,7 +32,7 @@ pub use clixml::clixml_escape;
 use clixml::{clixml_doc, clixml_progress, error_lines, error_stream};
 pub use header::{Assignment, Header, HeaderValue, ParseError, is_single_quote, parse_header};
 pub(crate) use probe::finish_json;
-pub use probe::{admin_display_version, host_json, org_json, padded_version};
+pub use probe::{admin_display_version, host_json, org_data_json, org_json, padded_version};
 use script::run_script;
 
 pub const ORG_MARKER: &str = "eems-probe:org:1";

@@ -322,3 +322,25 @@ pub fn host_json(server: &ServerSpec, header: &Header, ps51: bool) -> String {
     };
     finish_json(&r, ps51)
 }
+
+/// The file the line of `eems-scan org-command` writes in the Exchange Management Shell, for
+/// this fleet, written now (for `scan --org-data` where Kerberos cannot be used): the org
+/// probe's answer read back by the scanner's own parser, so both say the same.
+pub fn org_data_json(fleet: &Fleet) -> anyhow::Result<String> {
+    let line = format!(
+        "{}{}",
+        eems_core::probe::parse::RESULT_PREFIX,
+        org_json(fleet, false)
+    );
+    let facts = eems_core::probe::parse::parse_org(&line)
+        .map_err(|e| anyhow::anyhow!("the fleet's org answer does not parse: {e}"))?;
+    let mut v = serde_json::to_value(facts)?;
+    let written = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    if let Value::Object(o) = &mut v {
+        o.insert("eems_org_data".into(), json!(1));
+        o.insert("written".into(), json!(written));
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
+}

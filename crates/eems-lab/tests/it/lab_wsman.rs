@@ -399,8 +399,12 @@ mitigations_applied = ["PING1"]
 mitigations_applied_time = "2024-11-28T09:12:00Z"
 "#;
 
+/// The fleet of `toml_text`, in an organisation that delegates: these tests drive the WinRS
+/// org probe itself (the legacy snap-in path), which the lab's default second-hop denial
+/// would stop before its output (that denial is tested in eems-scan's `org_psrp`).
 fn fleet(toml_text: &str) -> Arc<Fleet> {
-    let f: Fleet = toml::from_str(toml_text).expect("fleet parses");
+    let mut f: Fleet = toml::from_str(toml_text).expect("fleet parses");
+    f.org.second_hop_denied = false;
     f.validate().expect("fleet valid");
     Arc::new(f)
 }

@@ -28,6 +28,8 @@ pub(crate) fn python_with(modules: &str) -> Option<PathBuf> {
 const FLEET: &str = r#"
 [org]
 name = "PyLab"
+# pywinrm runs the legacy snap-in org probe too: an organisation that delegates.
+second_hop_denied = false
 [listener]
 http_port = 15985
 https_port = 15986

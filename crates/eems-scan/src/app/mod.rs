@@ -267,10 +267,15 @@ async fn discover(args: DiscoverArgs, password: PasswordSource) -> Result<i32, F
 }
 
 /// Where the org query goes: `--org-via`, with the Remote PowerShell port defaulting to
-/// the Default Web Site's (80, or 443 with `--https`).
+/// the Default Web Site's (80, or 443 with `--https`). The legacy snap-in path warns once on
+/// stderr: it is only there for organisations that delegate, and an admin who picked it from
+/// an old script should learn why it fails before reading the rows.
 pub(crate) fn org_via(args: &crate::cli::OrgArgs, https: bool) -> scan::OrgVia {
     match args.org_via {
-        crate::cli::OrgViaArg::Winrs => scan::OrgVia::WinRs,
+        crate::cli::OrgViaArg::WinrsSnapin => {
+            eprintln!("{}", scan::WINRS_SNAPIN_WARNING);
+            scan::OrgVia::WinRs
+        }
         crate::cli::OrgViaArg::RemotePowershell => scan::OrgVia::RemotePowerShell {
             port: args.org_port.unwrap_or(if https { 443 } else { 80 }),
         },

@@ -41,7 +41,7 @@ use eems_core::text::excerpt;
 pub use matching::match_org_server;
 use org::OrgFailure;
 pub use org::discover;
-pub use org_source::{MAX_ORG_DATA_AGE, ORG_COMMAND, OrgVia, load_org_data};
+pub use org_source::{MAX_ORG_DATA_AGE, ORG_COMMAND, OrgVia, WINRS_SNAPIN_WARNING, load_org_data};
 use rows::{fill_server_facts, identity_row};
 
 /// Servers the org probe is tried on before the scan gives up on org data.

@@ -117,9 +117,7 @@ pub(super) async fn org_phase(
         return OrgResult {
             facts: None,
             queried_on: None,
-            error: Some(
-                "the org query over Remote PowerShell needs Kerberos: rebuild with `--features kerberos`".into(),
-            ),
+            error: Some(super::org_source::no_kerberos_in_this_build()),
             failures: Vec::new(),
         };
     }

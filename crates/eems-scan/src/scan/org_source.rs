@@ -13,14 +13,29 @@ use eems_core::inventory::InventoryEntry;
 use super::org::OrgResult;
 
 /// How the org query reaches the organisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrgVia {
-    /// The Exchange snap-in in a WinRS PowerShell on the server (today's default). Unsupported
-    /// by Microsoft, and on a real organisation it needs delegation for the second hop.
-    #[default]
+    /// The Exchange snap-in in a WinRS PowerShell on the server (`--org-via winrs-snapin`,
+    /// legacy). Unsupported by Microsoft, and on a real organisation it needs delegation for
+    /// the second hop.
     WinRs,
-    /// Exchange Remote PowerShell (PSRP, Kerberos) on this port of every org server.
+    /// Exchange Remote PowerShell (PSRP, Kerberos) on this port of every org server: the
+    /// default.
     RemotePowerShell { port: u16 },
+}
+
+/// What `--org-via winrs-snapin` prints on stderr, once.
+pub const WINRS_SNAPIN_WARNING: &str = "warning: --org-via winrs-snapin loads the Exchange snap-in over WinRS, which Microsoft does not support (KB 2827611) and which fails without delegation (the second hop to Active Directory); the default, --org-via remote-powershell, needs neither";
+
+/// What a user without Kerberos does instead of the org query.
+const ORG_DATA_FIX: &str = "without Kerberos, run the line `eems-scan org-command` prints in the Exchange Management Shell and scan with --org-data FILE";
+
+/// The org error of a build without Kerberos, which cannot reach Exchange Remote PowerShell.
+#[cfg(not(feature = "kerberos"))]
+pub(super) fn no_kerberos_in_this_build() -> String {
+    format!(
+        "the org query over Exchange Remote PowerShell needs Kerberos, and this eems-scan is built without it (--no-default-features): {ORG_DATA_FIX}, or build with the default features"
+    )
 }
 
 /// An org data file older than this is refused: the mitigation state changes hourly.
@@ -135,8 +150,6 @@ pub(super) async fn org_over_remote_powershell(
     use crate::kerberos::Credentials;
     use std::sync::Arc;
 
-    // Per-server failures feed the WinRM lockout rows; a Kerberos refusal here is counted
-    // by the KDC, not by the WinRM lockout guard.
     let fail = |error: String| OrgResult {
         facts: None,
         queried_on: None,
@@ -144,21 +157,39 @@ pub(super) async fn org_over_remote_powershell(
         failures: Vec::new(),
     };
     let t = &shared.opts.transport;
-    let user = if t.account.domain.is_empty() {
-        t.account.user.clone()
-    } else {
-        format!("{}\\{}", t.account.domain, t.account.user)
+    // The scan's own credentials when it has them (a ticket from kinit, or with `--auth
+    // kerberos` the password). Without `--auth` they come from the ticket cache only, so that
+    // the host probes fall back to NTLM; Exchange Remote PowerShell takes Kerberos alone, so
+    // the org query then gets its own ticket from the password (managed kinit), whatever
+    // the host probes use.
+    let creds = match crate::kerberos::credentials(t).await {
+        Ok(c) => Ok(c),
+        Err(e) if t.auth_auto && !winrm_rs::ExposeSecret::expose_secret(&t.password).is_empty() => {
+            let (user, password) = (t.account.display(), t.password.clone());
+            tracing::debug!(cache = %e, "org query: no ticket in the cache, getting one from the password");
+            match tokio::task::spawn_blocking(move || Credentials::acquire(&user, Some(&password)))
+                .await
+            {
+                Ok(r) => r.map(Arc::new).map_err(Arc::new),
+                Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
+            }
+        }
+        Err(e) => Err(e),
     };
-    let password = t.password.clone();
-    let creds = match tokio::task::spawn_blocking(move || {
-        let has_password = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
-        Credentials::acquire(&user, has_password.then_some(&password))
-    })
-    .await
-    {
-        Ok(Ok(c)) => Arc::new(c),
-        Ok(Err(e)) => return fail(format!("org query over Remote PowerShell: Kerberos: {e}")),
-        Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
+    let creds = match creds {
+        Ok(c) => c,
+        Err(e) => {
+            // Each refused password is a failed logon on the account: the lockout guard
+            // counts it as it counts a WinRM rejection.
+            if e.is_rejected_password() && !t.clients.auth_proven() {
+                shared
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            return fail(format!(
+                "org query over Remote PowerShell: Kerberos: {e}; {ORG_DATA_FIX}"
+            ));
+        }
     };
     let tls = if t.https {
         if t.insecure {

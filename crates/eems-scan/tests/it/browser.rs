@@ -1,4 +1,5 @@
-//! The HTML reports in a real browser: the demo organisation scanned over WinRM, a second
+//! The HTML reports in a real browser: the demo organisation scanned over WinRM (as a real
+//! organisation is: Kerberos, no NTLM, the org query over /PowerShell), a second
 //! scan after the lab changed, and `compare` between them; then headless Chromium, driven
 //! over WebDriver by tests/browser/check_pages.py (selenium), checks both pages: console
 //! errors, sort orders, filters, keyboard, JavaScript off, 800 px and print layout,
@@ -38,8 +39,21 @@ fn demo_toml(octet: u8, changed: bool) -> String {
     t2
 }
 
+/// Scans the lab of `toml` as a real organisation is (Kerberos, no NTLM, the org query over
+/// /PowerShell); an NTLM-only build scans with NTLM and `--org-data`.
 async fn scan(dir: &Path, toml: &str, drop_server: Option<&str>, json: &Path, html: &Path) {
-    let lab = start_lab(fleet_from_toml(toml), dir).await;
+    #[cfg(feature = "kerberos")]
+    let (lab, env, org_args) = {
+        let lab = testkit::start_realistic_lab(fleet_from_toml(toml), dir).await;
+        let (env, args) = (lab.scan_env(), lab.scan_args());
+        (lab, env, args)
+    };
+    #[cfg(not(feature = "kerberos"))]
+    let (lab, env, org_args) = (
+        start_lab(fleet_from_toml(toml), dir).await,
+        Vec::new(),
+        org_data(dir).to_vec(),
+    );
     let inventory = dir.join("inventory.csv");
     if let Some(name) = drop_server {
         let text = std::fs::read_to_string(&inventory).unwrap();
@@ -50,30 +64,28 @@ async fn scan(dir: &Path, toml: &str, drop_server: Option<&str>, json: &Path, ht
         assert_eq!(kept.len() + 1, text.lines().count(), "{name} not in {text}");
         std::fs::write(&inventory, kept.join("\n") + "\n").unwrap();
     }
-    let out = eems_scan(
-        &[
-            "scan",
-            "--inventory",
-            inventory.to_str().unwrap(),
-            "--user",
-            USER,
-            "--json",
-            json.to_str().unwrap(),
-            "--html",
-            html.to_str().unwrap(),
-            "--timeout",
-            "5",
-            "--operation-timeout",
-            "1",
-            // The demo fleet holds every evidence verdict: the evidence columns have
-            // something to sort.
-            "--evidence-days",
-            "7",
-            "--quiet",
-        ],
-        PASSWORD,
-    )
-    .await;
+    let mut args = vec![
+        "scan",
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--user",
+        USER,
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--timeout",
+        "5",
+        "--operation-timeout",
+        "1",
+        // The demo fleet holds every evidence verdict: the evidence columns have
+        // something to sort.
+        "--evidence-days",
+        "7",
+        "--quiet",
+    ];
+    args.extend(org_args.iter().map(String::as_str));
+    let out = eems_scan_env(&args, PASSWORD, &env).await;
     // Exit 3: the demo's broken servers could not be scanned, on purpose.
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     lab.shutdown().await;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use eems_lab::testkit::{
-    self, PASSWORD, USER, demo_fleet, fleet_from_toml, fleet_toml, start_lab,
+    self, ORG_DATA, PASSWORD, USER, demo_fleet, fleet_from_toml, fleet_toml, start_lab,
 };
 
 /// A fresh scratch directory under the target dir.
@@ -18,7 +18,10 @@ pub async fn eems_scan(args: &[&str], password: &str) -> Output {
     eems_scan_env(args, password, &[]).await
 }
 
-/// [`eems_scan`] with `env` added (a realm's `KRB5_CONFIG`, `KRB5CCNAME`).
+/// [`eems_scan`] with `env` added (a realm's `KRB5_CONFIG`, `KRB5CCNAME`). Without them the
+/// scanner sees no Kerberos configuration and no ticket cache, whatever the machine has: the
+/// org query over Remote PowerShell then fails at once with "no Kerberos realm", and nothing
+/// reaches a KDC that a stock /etc/krb5.conf names.
 pub async fn eems_scan_env(
     args: &[&str],
     password: &str,
@@ -31,8 +34,14 @@ pub async fn eems_scan_env(
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     tokio::task::spawn_blocking(move || {
+        let nowhere = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-krb5");
         Command::new(env!("CARGO_BIN_EXE_eems-scan"))
             .args(&args)
+            .env("KRB5_CONFIG", nowhere.join("krb5.conf"))
+            .env(
+                "KRB5CCNAME",
+                format!("FILE:{}", nowhere.join("ccache").display()),
+            )
             .envs(env)
             .env("EEMS_PASSWORD", password)
             // A profile in the tester's configuration folder must not change the run.
@@ -70,7 +79,17 @@ pub fn row<'a>(report: &'a serde_json::Value, server: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no row for {server}"))
 }
 
+/// `--org-data` with the file [`start_lab`] wrote in `dir`: for scans whose test is not about
+/// the org query (its own tests are `org_psrp`, `org_data` and `scan_lab`).
+pub fn org_data(dir: &Path) -> [String; 2] {
+    [
+        "--org-data".into(),
+        dir.join(ORG_DATA).to_str().unwrap().to_string(),
+    ]
+}
+
 /// Runs `eems-scan scan` on the lab's inventory with JSON/CSV into `dir`; extra args after.
+/// The org facts come from [`org_data`] unless `extra` says where the org query goes.
 pub async fn scan_lab(dir: &Path, password: &str, extra: &[&str]) -> (Output, serde_json::Value) {
     let inv = dir.join("inventory.csv");
     let json = dir.join("out.json");
@@ -86,6 +105,11 @@ pub async fn scan_lab(dir: &Path, password: &str, extra: &[&str]) -> (Output, se
         "--csv",
         csv.to_str().unwrap(),
     ];
+    let org = org_data(dir);
+    let org_flags = ["--org-via", "--org-server", "--org-data", "--discover-from"];
+    if !extra.iter().any(|a| org_flags.contains(a)) {
+        args.extend(org.iter().map(String::as_str));
+    }
     args.extend_from_slice(extra);
     let out = eems_scan(&args, password).await;
     let rep = if json.exists() {

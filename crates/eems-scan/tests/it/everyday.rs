@@ -114,7 +114,12 @@ fn assert_stopped_after(server: &Value, failed: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_the_demo_servers_causes_as_the_scan_rows_do() {
     let dir = scratch("doctor_demo");
-    let lab = start_lab(demo_fleet(161), &dir).await;
+    // Doctor's org query still loads the snap-in over WinRS (issue 16 moves it to
+    // /PowerShell): an organisation that delegates, with EX01 lacking the Exchange tools.
+    let mut fleet = demo_fleet(161);
+    fleet.org.second_hop_denied = false;
+    fleet.servers[0].faults.no_snapin = true;
+    let lab = start_lab(fleet, &dir).await;
     let inv = dir.join("inventory.csv");
     let (out, rep) = doctor(
         PASSWORD,
@@ -520,9 +525,10 @@ async fn a_scan_takes_its_user_inventory_and_dated_report_path_from_the_profile(
         &dir,
         "p.toml",
         &format!(
-            "user = {}\ninventory = {}\njson = {}\nquiet = true\n",
+            "user = {}\ninventory = {}\norg-data = {}\njson = {}\nquiet = true\n",
             toml::Value::String(USER.into()),
             toml::Value::String(dir.join("inventory.csv").to_str().unwrap().into()),
+            toml::Value::String(dir.join(ORG_DATA).to_str().unwrap().into()),
             toml::Value::String(dir.join("eems-{date}.json").to_str().unwrap().into()),
         ),
     );

@@ -252,8 +252,8 @@ async fn each_evidence_verdict_reaches_json_and_csv() {
         .collect();
     assert_eq!(
         shells.len(),
-        2,
-        "the org query's shell and the host probe's"
+        1,
+        "the host probe's alone: the org facts came from --org-data"
     );
     assert_eq!(lab.open_shells(), 0);
     lab.shutdown().await;

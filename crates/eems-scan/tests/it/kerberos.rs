@@ -10,7 +10,9 @@ use eems_lab::Lab;
 use eems_lab::kdc::{Realm, RealmSpec};
 use eems_lab::testkit::start_kerberos_lab;
 
-use crate::common::{PASSWORD, USER, eems_scan_env, fleet_from_toml, fleet_toml, report, scratch};
+use crate::common::{
+    PASSWORD, USER, eems_scan_env, fleet_from_toml, fleet_toml, org_data, report, scratch,
+};
 
 /// `n` servers on `127.0.<octet>.x` with NTLM blocked, a realm with their `HTTP/<fqdn>` (its
 /// KDC's clock `kdc_skew_secs` off), and the lab serving Kerberos with its keytab.
@@ -72,6 +74,12 @@ pub async fn scan(
         "--timeout",
         "30",
     ];
+    // These tests are about the host probes' Kerberos; the org query's is org_psrp's and
+    // scan_lab's.
+    let org = org_data(dir);
+    if !extra.contains(&"--org-via") {
+        args.extend(org.iter().map(String::as_str));
+    }
     args.extend_from_slice(extra);
     let out = eems_scan_env(&args, password, &env).await;
     let rep = if json.exists() {
@@ -161,6 +169,7 @@ async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
         env
     };
     let json = dir.join("auto.json");
+    let org = org_data(&dir);
     let args = [
         "scan",
         "-i",
@@ -169,6 +178,8 @@ async fn a_kinit_cache_and_a_password_alone_both_scan_with_ntlm_blocked() {
         USER,
         "--json",
         json.to_str().unwrap(),
+        &org[0],
+        &org[1],
     ];
     let out = eems_scan_env(&args, PASSWORD, &env(&ccache)).await;
     assert_eq!(

@@ -3,7 +3,7 @@
 //! against the lab: host probes over WinRS as always, no org query at all.
 
 use crate::common::{
-    PASSWORD, eems_scan, fleet_from_toml, fleet_toml, scan_lab, scratch, start_lab,
+    PASSWORD, USER, eems_scan, fleet_from_toml, fleet_toml, report, scan_lab, scratch, start_lab,
 };
 
 fn now() -> String {
@@ -113,4 +113,58 @@ async fn org_command_prints_one_ems_line_with_no_script_for_remote_use() {
     }
     // Runs in the admin's own EMS session: it never loads the snap-in.
     assert!(!text.contains("Add-PSSnapin"));
+}
+
+/// The default org query (Exchange Remote PowerShell) where Kerberos cannot be had (here: no
+/// krb5.conf; in an NTLM-only build: no Kerberos at all): the org error says why and names
+/// the `--org-data` way round, and the host probes still run.
+#[tokio::test]
+async fn without_kerberos_the_default_org_query_names_the_fix_and_the_host_probes_still_run() {
+    let fleet = fleet_from_toml(&fleet_toml(
+        "",
+        &[
+            ("EX01".into(), "127.0.191.1".into(), String::new()),
+            ("EX02".into(), "127.0.191.2".into(), String::new()),
+        ],
+    ));
+    let dir = scratch("org-default-no-kerberos");
+    let lab = start_lab(fleet, &dir).await;
+    let json = dir.join("out.json");
+    let inv = dir.join("inventory.csv");
+    let out = eems_scan(
+        &[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        PASSWORD,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rep = report(&json);
+    let org = &rep["organization"];
+    let error = org["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("eems-scan org-command") && error.contains("--org-data FILE"),
+        "{org}\n{stderr}"
+    );
+    if cfg!(feature = "kerberos") {
+        assert!(error.contains("no Kerberos realm"), "{error}");
+    } else {
+        assert!(error.contains("built without it"), "{error}");
+    }
+    for r in rep["servers"].as_array().unwrap() {
+        assert_eq!(r["service_status"], "Running", "the host probe ran: {r}");
+    }
+    let probes: Vec<_> = lab
+        .log_records()
+        .into_iter()
+        .filter_map(|r| r.probe)
+        .collect();
+    assert_eq!(probes, ["host", "host"], "no snap-in org probe over WinRS");
+    lab.shutdown().await;
 }

@@ -229,8 +229,8 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     tls.shutdown().await;
 }
 
-/// The real binary: `scan --org-via remote-powershell` against the lab, host probes over
-/// WinRS as before. EX01's `/PowerShell` is down, so the org query falls back to EX02, the
+/// The real binary: `scan` (the org query over Remote PowerShell by default) against the
+/// lab, host probes over WinRS. EX01's `/PowerShell` is down, so the org query falls back to EX02, the
 /// next in-scope server; the WinRS side never sees the snap-in org probe.
 #[tokio::test]
 #[cfg_attr(
@@ -239,9 +239,10 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
 )]
 async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes_over_winrs() {
     const PS_PORT: u16 = 18069;
-    // As on a real organisation: WinRS logons cannot reach AD, so the snap-in path fails.
+    // The lab's default, as on a real organisation: WinRS logons cannot reach AD, so the
+    // snap-in path fails.
     let fleet = fleet_from_toml(&fleet_toml(
-        "second_hop_denied = true",
+        "",
         &[
             (
                 "EX01".into(),
@@ -292,7 +293,8 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
                 .unwrap()
         })
     };
-    // The default WinRS org probe hits the second hop on every org server it tries.
+    // The legacy snap-in org probe, asked for explicitly, warns, then hits the second hop on
+    // every org server it tries.
     let winrs_json = dir.join("winrs.json");
     let winrs_args: Vec<String> = [
         "scan",
@@ -302,11 +304,19 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         USER,
         "--json",
         winrs_json.to_str().unwrap(),
+        "--org-via",
+        "winrs-snapin",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run(winrs_args, env.clone()).await.unwrap();
+    let out = run(winrs_args, env.clone()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("KB 2827611").count(),
+        1,
+        "one warning line: {stderr}"
+    );
     let winrs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&winrs_json).unwrap()).unwrap();
     let err = winrs["organization"]["error"].as_str().unwrap_or_default();
@@ -325,8 +335,6 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         USER,
         "--json",
         json.to_str().unwrap(),
-        "--org-via",
-        "remote-powershell",
         "--org-port",
         &PS_PORT.to_string(),
     ]
@@ -361,8 +369,6 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         "EX03",
         "--user",
         USER,
-        "--org-via",
-        "remote-powershell",
         "--org-port",
         &PS_PORT.to_string(),
     ]
@@ -391,5 +397,89 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains("EX03: cannot resolve EX03"), "{stderr}");
     ps.shutdown().await;
+    lab.shutdown().await;
+}
+
+/// The org query's own Kerberos failures, on a realistic lab: no ticket and no password says
+/// to kinit (or use --org-data); a password the KDC refuses counts for the lockout guard, so
+/// that with K = 1 no host is tried with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    eems_no_kdc,
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+)]
+async fn the_org_query_says_how_to_get_kerberos_and_a_refused_password_counts_for_the_lockout_guard()
+ {
+    use crate::common::{eems_scan_env, report, scratch};
+    let fleet = fleet_from_toml(&fleet_toml(
+        "",
+        &[
+            ("EX01".into(), "127.0.192.1".into(), String::new()),
+            ("EX02".into(), "127.0.192.2".into(), String::new()),
+        ],
+    ));
+    let dir = scratch("org-psrp-kerberos-failures");
+    let lab = eems_lab::testkit::start_realistic_lab(fleet, &dir).await;
+    let json = dir.join("out.json");
+    let inv = dir.join("inventory.csv");
+    let mut env = lab.scan_env();
+    env.retain(|(k, _)| *k != "KRB5CCNAME");
+    env.push((
+        "KRB5CCNAME",
+        format!("FILE:{}", dir.join("none.ccache").display()).into(),
+    ));
+    let port = lab.ps_port.to_string();
+    let scan = |password: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "-u",
+            USER,
+            "--json",
+            json.to_str().unwrap(),
+            "--org-port",
+            &port,
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let env = env.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            eems_scan_env(&args, password, &env).await
+        }
+    };
+    // No ticket, no password.
+    let out = scan("", &["--auth", "kerberos"]).await;
+    let rep = report(&json);
+    let error = rep["organization"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no Kerberos ticket")
+            && error.contains("kinit administrator@LAB.LOCAL")
+            && error.contains("--org-data"),
+        "{error}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong password, no --auth: the org query asks the KDC (the hosts would get NTLM);
+    // its refusal alone trips the guard at K = 1, so not one NTLM attempt follows.
+    let before = lab.lab.log_records().len();
+    scan("not-the-password", &["--max-auth-failures", "1"]).await;
+    let rep = report(&json);
+    let error = rep["organization"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("wrong password"), "{error}");
+    for r in rep["servers"].as_array().unwrap() {
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("not attempted"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        lab.lab.log_records().len(),
+        before,
+        "a host was contacted after the KDC refused the password"
+    );
     lab.shutdown().await;
 }

@@ -120,8 +120,6 @@ async fn fault_matrix_every_server_once_with_the_right_cause() {
         "1",
         "--max-auth-failures",
         "0",
-        "--org-server",
-        "GOOD01",
     ];
 
     // Fault-free baseline: the healthy servers alone.
@@ -210,8 +208,14 @@ async fn lockout_guard_stops_after_k_authentication_failures() {
     let dir = scratch("lockout");
     let list = servers("LK", 50, 8, "");
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    // Every server rejects this password; with -j 1 the order is deterministic.
-    let (out, rep) = scan_lab(&dir, "not-the-password", &["-j", "1", "--timeout", "30"]).await;
+    // Every server rejects this password; with -j 1 the order is deterministic. The legacy
+    // org probe over WinRS, whose rejections count like the host probes'.
+    let (out, rep) = scan_lab(
+        &dir,
+        "not-the-password",
+        &["-j", "1", "--timeout", "30", "--org-via", "winrs-snapin"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3));
     let rows = rep["servers"].as_array().unwrap();
     assert_eq!(rows.len(), 8);
@@ -390,8 +394,8 @@ async fn a_report_that_cannot_be_written_after_the_scan_exits_4_and_leaves_no_te
         &[
             "--timeout",
             "30",
-            "--org-server",
-            "UN01",
+            "--org-data",
+            dir.join(ORG_DATA).to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
             "--json",
@@ -442,7 +446,7 @@ async fn endless_output_is_cut_off_and_memory_stays_flat() {
     let mut list = servers("EN", 55, 1, "faults = { endless_output = true }");
     list.extend(servers("OK", 56, 1, ""));
     let lab = start_lab(fleet_from_toml(&fleet_toml("", &list)), &dir).await;
-    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "60", "--org-server", "OK01"]).await;
+    let (out, rep) = scan_lab(&dir, PASSWORD, &["--timeout", "60"]).await;
     assert_eq!(out.status.code(), Some(3));
     let r = row(&rep, "EN01");
     assert!(s(&r["error"]).contains("cut off"), "{r}");
@@ -566,6 +570,8 @@ async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
             json.to_str().unwrap(),
             "--timeout",
             "30",
+            "--org-data",
+            dir.join(ORG_DATA).to_str().unwrap(),
         ],
         PASSWORD,
     )
@@ -587,6 +593,8 @@ async fn wrong_ca_is_a_tls_error_row_and_insecure_warns_once() {
             "--insecure",
             "--timeout",
             "30",
+            "--org-data",
+            dir.join(ORG_DATA).to_str().unwrap(),
         ],
         PASSWORD,
     )

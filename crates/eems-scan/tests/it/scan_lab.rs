@@ -1,6 +1,7 @@
-//! The scanner against the lab's demo organisation, over real WinRM: NTLM sealed over
-//! HTTP, and NTLM over HTTPS trusting the lab's CA. Each scenario's expected row follows
-//! HealthChecker's decision table.
+//! The scanner against the lab's demo organisation, over real WinRM: as a real organisation
+//! is (Kerberos from a real KDC, NTLM refused everywhere, no second hop, the org query over
+//! Exchange's /PowerShell), and NTLM over HTTPS trusting the lab's CA with the org facts from
+//! `--org-data`. Each scenario's expected row follows HealthChecker's decision table.
 
 use crate::common::*;
 use serde_json::Value;
@@ -65,7 +66,8 @@ const EXPECTED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("EDGE01", "skipped", "", "", "", ""),
     ("EX13", "error", "", "", "", "connection refused"),
     ("EX14", "error", "", "", "", "timeout after 5 s"),
-    ("EX15", "error", "", "", "", "authentication failed"),
+    // NTLM: "authentication failed"; Kerberos: "refused the Kerberos ticket".
+    ("EX15", "error", "", "", "", "(stage auth,"),
     ("EX16", "error", "", "", "", "EEMS-PROBE-RESULT"),
     ("EX17", "error", "", "", "", "500"),
     ("EX18", "error", "", "", "", "dropped the connection"),
@@ -94,7 +96,8 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn check_report(report: &Value) {
+/// `org_source`: where the org facts came from (`queried_on` starts with it).
+fn check_report(report: &Value, org_source: &str) {
     let servers = report["servers"].as_array().unwrap();
     assert_eq!(
         servers.len(),
@@ -148,8 +151,12 @@ fn check_report(report: &Value) {
     let ex12 = row(report, "EX12")["findings"].to_string();
     assert!(ex12.contains("March 2023"), "{ex12}");
     assert_eq!(row(report, "EX12")["product"], "Exchange 2016");
-    // The org query fell back from EX01 (no snap-in) to EX02.
-    assert_eq!(report["organization"]["queried_on"], "EX02");
+    let queried_on = s(&report["organization"]["queried_on"]);
+    assert!(
+        queried_on.starts_with(org_source),
+        "{}",
+        report["organization"]
+    );
     assert_eq!(report["organization"]["name"], "Contoso");
     assert_eq!(report["organization"]["mitigations_enabled"], true);
     let gap: Vec<&str> = report["not_in_inventory"]
@@ -236,30 +243,42 @@ fn check_wire(lab: &eems_lab::Lab) {
     assert_eq!(lab.open_shells(), 0, "every shell is deleted");
 }
 
+/// The demo organisation as a real one is, scanned with default flags after `kinit` (only
+/// `--org-port`: the lab cannot bind port 80).
+#[cfg(feature = "kerberos")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_org_over_ntlm_sealed_http() {
+#[cfg_attr(
+    eems_no_kdc,
+    ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
+)]
+async fn demo_org_with_kerberos_no_ntlm_no_second_hop_and_the_org_over_remote_powershell() {
+    use eems_lab::log::{AUTH_KERBEROS, AUTH_NTLM, OrgQueryAudit};
     let dir = scratch("scan-http");
-    let lab = start_lab(demo_fleet(31), &dir).await;
-    let out = eems_scan(
-        &[
-            "scan",
-            "--inventory",
-            dir.join("inventory.csv").to_str().unwrap(),
-            "--user",
-            USER,
-            "--csv",
-            dir.join("out.csv").to_str().unwrap(),
-            "--json",
-            dir.join("out.json").to_str().unwrap(),
-            "--timeout",
-            "5",
-            "--operation-timeout",
-            "1",
-            "--evidence-days",
-        ],
-        PASSWORD,
-    )
-    .await;
+    let lab = testkit::start_realistic_lab(demo_fleet(31), &dir).await;
+    let (inventory, csv, json) = (
+        dir.join("inventory.csv"),
+        dir.join("out.csv"),
+        dir.join("out.json"),
+    );
+    let mut args = vec![
+        "scan",
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--user",
+        USER,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--timeout",
+        "5",
+        "--operation-timeout",
+        "1",
+        "--evidence-days",
+    ];
+    let extra = lab.scan_args();
+    args.extend(extra.iter().map(String::as_str));
+    let out = eems_scan_env(&args, PASSWORD, &lab.scan_env()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -267,11 +286,16 @@ async fn demo_org_over_ntlm_sealed_http() {
         Some(3),
         "exit 3: some servers could not be scanned\n{stdout}\n{stderr}"
     );
-    check_report(&report(&dir.join("out.json")));
-    check_evidence(&report(&dir.join("out.json")));
-    check_csv(&dir.join("out.csv"));
+    // EX01's /PowerShell is down: the org query fell back to EX02.
+    check_report(&report(&json), "EX02");
+    check_evidence(&report(&json));
+    check_csv(&csv);
     assert!(
         stdout.contains("EX04") && stdout.contains("Investigate"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("authenticated with kerberos on 17"),
         "{stdout}"
     );
     for line in stdout.lines() {
@@ -282,7 +306,21 @@ async fn demo_org_over_ntlm_sealed_http() {
     }
     // Give the lab a moment to finish Delete bookkeeping of the last responses.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    check_wire(&lab);
+    check_wire(&lab.lab);
+    let log = lab.lab.log_records();
+    assert!(
+        log.iter().all(|r| r.auth != AUTH_NTLM),
+        "an NTLM token reached the lab"
+    );
+    assert!(
+        log.iter()
+            .filter(|r| r.action.is_some())
+            .all(|r| r.auth == AUTH_KERBEROS),
+        "a WS-Man request without Kerberos"
+    );
+    // Two bare cmdlets on /PowerShell, no script text, and the snap-in never loaded.
+    let audit = OrgQueryAudit::of(&log);
+    assert!(audit.is_clean() && audit.cmdlets == 2, "{audit}");
     lab.shutdown().await;
 }
 
@@ -308,6 +346,8 @@ async fn demo_org_over_https_with_the_lab_ca() {
             "1",
             "--quiet",
             "--no-evidence",
+            "--org-data",
+            dir.join(ORG_DATA).to_str().unwrap(),
         ],
         PASSWORD,
     )
@@ -319,7 +359,7 @@ async fn demo_org_over_https_with_the_lab_ca() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = report(&dir.join("out.json"));
-    check_report(&r);
+    check_report(&r, "org data file");
     // With --no-evidence: no evidence fields, the same statuses.
     assert!(
         r["servers"]

@@ -207,7 +207,11 @@ async fn discover_writes_an_inventory_scan_accepts() {
     toml.push_str(
         "[[server]]\nname = \"SBEDGE\"\naddress = \"127.0.72.6\"\nfqdn = \"127.0.72.6\"\nrole = \"Edge\"\n",
     );
-    let lab = start_lab(fleet_from_toml(&toml), &dir).await;
+    // The legacy snap-in path, in an organisation that delegates (the lab's default denies
+    // the second hop): servers named by address have no FQDN for Kerberos.
+    let mut fleet = fleet_from_toml(&toml);
+    fleet.org.second_hop_denied = false;
+    let lab = start_lab(fleet, &dir).await;
     let inv = dir.join("discovered.csv");
     let out = eems_scan(
         &[
@@ -218,6 +222,8 @@ async fn discover_writes_an_inventory_scan_accepts() {
             USER,
             "--out",
             inv.to_str().unwrap(),
+            "--org-via",
+            "winrs-snapin",
         ],
         PASSWORD,
     )
@@ -259,6 +265,8 @@ async fn discover_writes_an_inventory_scan_accepts() {
             USER,
             "--json",
             json.to_str().unwrap(),
+            "--org-via",
+            "winrs-snapin",
         ],
         PASSWORD,
     )
@@ -283,6 +291,8 @@ async fn discover_writes_an_inventory_scan_accepts() {
             USER,
             "--json",
             json2.to_str().unwrap(),
+            "--org-via",
+            "winrs-snapin",
         ],
         PASSWORD,
     )
