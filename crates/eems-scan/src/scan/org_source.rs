@@ -25,7 +25,7 @@ pub enum OrgVia {
 }
 
 /// What `--org-via winrs-snapin` prints on stderr, once.
-pub const WINRS_SNAPIN_WARNING: &str = "warning: --org-via winrs-snapin loads the Exchange snap-in over WinRS, which Microsoft does not support (KB 2827611) and which fails without delegation (the second hop to Active Directory); the default, --org-via remote-powershell, needs neither";
+pub const WINRS_SNAPIN_WARNING: &str = "warning: --org-via winrs-snapin loads the Exchange snap-in over WinRS, which Microsoft does not support (KB 2827611) and which fails without delegation (the second hop to Active Directory); the default, --org-via remote-powershell, is supported and needs no delegation";
 
 /// What a user without Kerberos does instead of the org query.
 const ORG_DATA_FIX: &str = "without Kerberos, run the line `eems-scan org-command` prints in the Exchange Management Shell and scan with --org-data FILE";
