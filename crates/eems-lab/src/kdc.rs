@@ -366,7 +366,7 @@ impl Realm {
     /// Stops the KDC and waits for it, so that its port refuses connections from here on
     /// (the "KDC down" case); the files stay until drop.
     pub async fn stop_kdc(&mut self) {
-        let _ = self.kdc.start_kill();
+        kill_kdc(&mut self.kdc, self.spec.kdc_clock_offset_secs != 0);
         let _ = tokio::time::timeout(TOOL_BUDGET, self.kdc.wait()).await;
     }
 }
@@ -374,7 +374,7 @@ impl Realm {
 impl Drop for Realm {
     fn drop(&mut self) {
         // Our own child, by its handle; the directory goes with `dir`.
-        let _ = self.kdc.start_kill();
+        kill_kdc(&mut self.kdc, self.spec.kdc_clock_offset_secs != 0);
         let _ = self.kdc.try_wait();
     }
 }
@@ -537,6 +537,18 @@ async fn run_tool(tool: &Path, args: &[&str], stdin: &str, paths: &Paths) -> any
     Ok(())
 }
 
+/// Kills the KDC child; `own_group`: it was started under faketime in a process group of its
+/// own, which goes whole (faketime and the krb5kdc it forked).
+fn kill_kdc(kdc: &mut Child, own_group: bool) {
+    if own_group && let Some(pid) = kdc.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) on the process group our own child leads; no memory is involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = kdc.start_kill();
+}
+
 async fn start_kdc(
     krb5kdc: &Path,
     paths: &Paths,
@@ -553,6 +565,10 @@ async fn start_kdc(
         cmd.arg("-f")
             .arg(format!("{clock_offset_secs:+}s"))
             .arg(krb5kdc);
+        // faketime forks krb5kdc and stays its parent: killing faketime alone orphaned a
+        // KDC per clock-skew test. In its own process group, the KDC goes with it
+        // ([`kill_kdc`]).
+        cmd.process_group(0);
         cmd
     };
     let mut kdc = cmd
@@ -577,7 +593,7 @@ async fn start_kdc(
             return Ok(kdc);
         }
         if Instant::now() >= deadline {
-            let _ = kdc.start_kill();
+            kill_kdc(&mut kdc, clock_offset_secs != 0);
             bail!(
                 "realm: krb5kdc did not accept connections on {addr} within {KDC_READY_BUDGET:?}"
             );
