@@ -219,8 +219,11 @@ impl Lab {
             .ok_or_else(|| anyhow::anyhow!("no lab host serves /PowerShell"))?;
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = std::net::TcpListener::bind((first.address, 0))?
-                .local_addr()?
+            let port = std::net::TcpListener::bind((first.address, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| {
+                    anyhow::anyhow!("/PowerShell: no free port on {}: {e}", first.address)
+                })?
                 .port();
             let opts = exchange_ps::Options {
                 port,

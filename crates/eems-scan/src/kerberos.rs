@@ -587,6 +587,16 @@ mod tests {
                 assert!(e.is_rejected_password(), "{e}");
                 no_secret_in(&e);
             }
+            "realm-not-domain" => {
+                // LAB.LOCAL is the default realm; CONTOSO is another domain.
+                let e =
+                    Credentials::acquire(r"CONTOSO\administrator", Some(&password)).unwrap_err();
+                assert!(
+                    matches!(&e, KerberosError::RealmNotDomain { realm, domain, .. } if realm == "LAB.LOCAL" && domain == "CONTOSO"),
+                    "{e}"
+                );
+                assert!(no_secret_in(&e).contains("administrator@<the domain's DNS name>"));
+            }
             "unknown-user" => {
                 let e = Credentials::acquire("nobody@lab.local", Some(&password)).unwrap_err();
                 assert!(
@@ -673,6 +683,11 @@ mod tests {
         ] {
             run(name, &realm);
         }
+        // A NetBIOS domain that is not the default realm's: refused before the KDC is asked.
+        let as_reqs = |log: &str| log.lines().filter(|l| l.contains("AS_REQ")).count();
+        let before = as_reqs(&realm.kdc_log());
+        run("realm-not-domain", &realm);
+        assert_eq!(as_reqs(&realm.kdc_log()), before, "the KDC was asked");
         realm
             .kinit(&realm.user_principal(), PASSWORD, &cache, None)
             .await
