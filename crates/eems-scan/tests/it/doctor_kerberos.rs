@@ -32,7 +32,8 @@ struct KerberosLab {
     ps_log: Arc<RequestLog>,
 }
 
-/// DK1 (all well), DK2 (its `/PowerShell` down) on `127.0.<octet>.x`; the realm; the WinRM
+/// DK1 (all well), DK2 (its `/PowerShell` down), DK3 (a server Exchange does not list) on
+/// `127.0.<octet>.x`; the realm; the WinRM
 /// lab; the `/PowerShell` endpoints; `both-ca.pem` trusting the WinRM and the IIS
 /// certificates, `ca.pem` only the WinRM ones.
 async fn start(name: &str, octet: u8, kdc_skew_secs: i64) -> KerberosLab {
@@ -42,6 +43,11 @@ async fn start(name: &str, octet: u8, kdc_skew_secs: i64) -> KerberosLab {
             "DK2".into(),
             format!("127.0.{octet}.2"),
             "[server.faults]\nps_down = true".into(),
+        ),
+        (
+            "DK3".into(),
+            format!("127.0.{octet}.3"),
+            "in_org = false".into(),
         ),
     ]);
     let spec = RealmSpec {
@@ -249,7 +255,8 @@ async fn doctor_passes_every_step_over_kerberos_and_names_each_kerberos_and_powe
     assert_eq!(step(server(&rep, "DK1"), "winrm-auth")["result"], "passed");
     assert_fails_at(&rep, "DK1", "powershell", "TLS", "--ca-cert");
 
-    // 3. /PowerShell down on DK2 (HTTP), and an account without an Exchange role.
+    // 3. /PowerShell down on DK2 (HTTP); DK3 unknown to Exchange; an account without an
+    // Exchange role.
     let http = |port: u16| -> Vec<String> {
         [
             "--inventory",
@@ -286,6 +293,14 @@ async fn doctor_passes_every_step_over_kerberos_and_names_each_kerberos_and_powe
             .2
             .contains("--org-port"),
         "{rep:#}"
+    );
+    assert_fails_at(
+        &rep,
+        "DK3",
+        "powershell",
+        "Get-ExchangeServer -Identity DK3 failed on http://dk3.lab.local/PowerShell/: The \
+         operation couldn't be performed because object 'DK3' couldn't be found",
+        "the account may run it",
     );
     let no_role = http(PS_NO_ROLE);
     let mut no_role: Vec<&str> = no_role.iter().map(String::as_str).collect();
