@@ -9,6 +9,8 @@
 //! - The runspace is NoLanguage: only command invocations of the allow-list run; script text
 //!   gets Exchange's no-language error. An account without an Exchange role sees no cmdlets at
 //!   all ("The term ... is not recognized"), as RBAC hides them.
+//! - `Get-ExchangeServer -Identity <name or FQDN>` answers that server, or Exchange's
+//!   "couldn't be found" error (what `eems-scan doctor` sends); other parameters are ignored.
 //! - No second hop: the cmdlets answer from the fleet file (what the Exchange Trusted
 //!   Subsystem would read from AD), never from anything the caller's token could reach.
 //!
@@ -846,7 +848,7 @@ impl Host {
                 .join("|"),
         );
         let pid = msg.pid;
-        let result = self.run(&commands, who);
+        let result = self.run(&commands, identity_of(&msg.data).as_deref(), who);
         match result {
             Ok(objects) => {
                 for o in objects {
@@ -911,6 +913,7 @@ impl Host {
     fn run(
         &self,
         commands: &[(String, bool)],
+        identity: Option<&str>,
         who: &str,
     ) -> Result<Vec<PsValue>, (String, &'static str, &'static str)> {
         if commands.is_empty() {
@@ -961,17 +964,55 @@ impl Host {
                             "Microsoft.Exchange.Data.Directory.ADTransientException",
                         ));
                     }
-                    out.extend(
-                        self.servers
-                            .iter()
-                            .filter(|s| s.in_org)
-                            .map(|s| exchange_server(&self.org, s)),
-                    );
+                    let wanted = |s: &ServerSpec| {
+                        identity.is_none_or(|id| {
+                            s.name.eq_ignore_ascii_case(id) || s.fqdn().eq_ignore_ascii_case(id)
+                        })
+                    };
+                    let found: Vec<PsValue> = self
+                        .servers
+                        .iter()
+                        .filter(|s| s.in_org && wanted(s))
+                        .map(|s| exchange_server(&self.org, s))
+                        .collect();
+                    if let (Some(id), true) = (identity, found.is_empty()) {
+                        return Err((
+                            format!(
+                                "The operation couldn't be performed because object '{id}' couldn't be found on 'dc01.{}'.",
+                                self.org.name.to_ascii_lowercase()
+                            ),
+                            "ManagementObjectNotFoundException",
+                            "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException",
+                        ));
+                    }
+                    out.extend(found);
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// The value of an `-Identity` parameter in a CreatePipeline message (an `Args` entry with
+/// `N` = Identity), as `Get-ExchangeServer -Identity EX01` sends it.
+fn identity_of(data: &str) -> Option<String> {
+    fn walk(v: &PsValue) -> Option<String> {
+        match v {
+            PsValue::Object(o) => {
+                let named = o
+                    .get("N")
+                    .and_then(PsValue::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case("Identity"));
+                match o.get("V").and_then(PsValue::as_str) {
+                    Some(v) if named => Some(v.to_string()),
+                    _ => o.properties.values().find_map(walk),
+                }
+            }
+            PsValue::List(l) => l.iter().find_map(walk),
+            _ => None,
+        }
+    }
+    parse_clixml(data).ok()?.iter().find_map(walk)
 }
 
 /// `(command text, IsScript)` of each command of a CreatePipeline message: every object with a

@@ -77,10 +77,12 @@ pub enum Command {
     /// with the fix in plain words. Read-only: it runs the scan's own host probe.
     ///
     /// Steps: name resolution, TCP to the WinRM port, TLS and the certificate chain
-    /// (--https), WinRM authentication, the probe command, and whether the server reaches
-    /// the mitigation endpoint (through its InternetWebProxy, which one org query on the
-    /// first answering server provides). The Kerberos and /PowerShell steps are not
-    /// checked by doctor yet and show as skipped.
+    /// (--https), Kerberos (ticket or password, KDC, clocks, service ticket for
+    /// HTTP/<fqdn>; when WinRM or the org query uses it), WinRM authentication, the probe
+    /// command, /PowerShell (--org-via remote-powershell: TCP to --org-port, Kerberos, and
+    /// whether the account may run Get-ExchangeServer), and whether the server reaches the
+    /// mitigation endpoint (through its InternetWebProxy, which one org query on the first
+    /// answering server provides). A step that does not apply shows as skipped, with why.
     ///
     /// Exit status: 0 no step failed on any server; 1 a step failed; 2 usage or input error.
     Doctor(DoctorArgs),
@@ -241,6 +243,11 @@ pub struct DoctorArgs {
 
     #[command(flatten)]
     pub fleet: FleetArgs,
+
+    /// The org query as a scan runs it; with remote-powershell the `powershell` step checks
+    /// /PowerShell on --org-port of every server.
+    #[command(flatten)]
+    pub org: OrgArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

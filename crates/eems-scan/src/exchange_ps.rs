@@ -133,52 +133,39 @@ pub async fn query_org(
     ep: &Endpoint,
     timeout: Duration,
 ) -> Result<OrgFacts, OrgQueryError> {
-    let fqdn = ep.fqdn.clone();
-    match tokio::time::timeout(timeout, query_inner(creds, ep)).await {
+    within(timeout, &ep.fqdn, query_inner(creds, ep)).await
+}
+
+async fn within<T>(
+    timeout: Duration,
+    fqdn: &str,
+    work: impl std::future::Future<Output = Result<T, OrgQueryError>>,
+) -> Result<T, OrgQueryError> {
+    match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(OrgQueryError::Timeout {
-            fqdn,
+            fqdn: fqdn.to_string(),
             secs: timeout.as_secs(),
         }),
     }
 }
 
 async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts, OrgQueryError> {
-    let mut conn = Connection::open(creds, ep).await?;
-    let (rpid, creation) = RunspacePool::<ExchangeTransport>::build_creation_fragments(1, 1)
-        .map_err(|e| conn.protocol(e.to_string()))?;
-    conn.create_shell(&creation).await?;
-    let fqdn = ep.fqdn.clone();
-    let failure: Failure = Arc::default();
-    let transport = ExchangeTransport {
-        inner: Mutex::new(conn),
-        failure: failure.clone(),
-    };
-    let protocol = |e: PsrpError| {
-        failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| OrgQueryError::Protocol {
-                fqdn: fqdn.clone(),
-                detail: e.to_string(),
-            })
-    };
-    let mut pool = RunspacePool::open_from_transport(transport, rpid, 1, 1)
-        .await
-        .map_err(protocol)?;
+    let mut session = Session::open(creds, ep).await?;
     let answers = async {
-        let org = run_cmdlet(&mut pool, "Get-OrganizationConfig")
-            .await
-            .map_err(|e| e.map_psrp(&protocol))?;
-        let servers = run_cmdlet(&mut pool, "Get-ExchangeServer")
-            .await
-            .map_err(|e| e.map_psrp(&protocol))?;
+        let org = session
+            .run(
+                "Get-OrganizationConfig",
+                Command::new("Get-OrganizationConfig"),
+            )
+            .await?;
+        let servers = session
+            .run("Get-ExchangeServer", Command::new("Get-ExchangeServer"))
+            .await?;
         Ok::<_, OrgQueryError>((org, servers))
     }
     .await;
-    // Best effort: the server drops an idle shell on its own.
-    let _ = pool.close().await;
+    session.close().await;
     let (org, servers) = answers?;
     let mut facts = OrgFacts::default();
     match org {
@@ -196,42 +183,76 @@ async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts,
     Ok(facts)
 }
 
-/// Outer error: the query cannot go on (RBAC, transport); inner error: the cmdlet failed and
-/// said why (kept in the facts, as the old probe did).
-async fn run_cmdlet(
-    pool: &mut RunspacePool<ExchangeTransport>,
-    cmdlet: &'static str,
-) -> Result<Result<Vec<PsValue>, String>, CmdletError> {
-    match Pipeline::empty()
-        .add_command(Command::new(cmdlet))
-        .run(pool)
-        .await
-    {
-        Ok(v) => Ok(Ok(v)),
-        Err(PsrpError::PipelineFailed(msg)) => {
-            // RBAC hides the cmdlets an account may not run: they do not exist for it.
-            if msg.contains("is not recognized as the name of a cmdlet") {
-                Err(CmdletError::Query(OrgQueryError::Rbac { cmdlet }))
-            } else {
-                Ok(Err(msg))
+/// An open runspace pool on one endpoint.
+struct Session {
+    pool: RunspacePool<ExchangeTransport>,
+    failure: Failure,
+    fqdn: String,
+}
+
+impl Session {
+    async fn open(creds: Arc<Credentials>, ep: &Endpoint) -> Result<Session, OrgQueryError> {
+        let mut conn = Connection::open(creds, ep).await?;
+        let (rpid, creation) = RunspacePool::<ExchangeTransport>::build_creation_fragments(1, 1)
+            .map_err(|e| conn.protocol(e.to_string()))?;
+        conn.create_shell(&creation).await?;
+        let failure: Failure = Arc::default();
+        let transport = ExchangeTransport {
+            inner: Mutex::new(conn),
+            failure: failure.clone(),
+        };
+        let fqdn = ep.fqdn.clone();
+        match RunspacePool::open_from_transport(transport, rpid, 1, 1).await {
+            Ok(pool) => Ok(Session {
+                pool,
+                failure,
+                fqdn,
+            }),
+            Err(e) => Err(typed(&failure, &fqdn, e)),
+        }
+    }
+
+    /// Outer error: the query cannot go on (RBAC, transport); inner error: the cmdlet failed
+    /// and said why (kept in the facts, as the old probe did).
+    async fn run(
+        &mut self,
+        cmdlet: &'static str,
+        command: Command,
+    ) -> Result<Result<Vec<PsValue>, String>, OrgQueryError> {
+        match Pipeline::empty()
+            .add_command(command)
+            .run(&mut self.pool)
+            .await
+        {
+            Ok(v) => Ok(Ok(v)),
+            Err(PsrpError::PipelineFailed(msg)) => {
+                // RBAC hides the cmdlets an account may not run: they do not exist for it.
+                if msg.contains("is not recognized as the name of a cmdlet") {
+                    Err(OrgQueryError::Rbac { cmdlet })
+                } else {
+                    Ok(Err(msg))
+                }
             }
+            Err(e) => Err(typed(&self.failure, &self.fqdn, e)),
         }
-        Err(e) => Err(CmdletError::Psrp(e)),
+    }
+
+    /// Best effort: the server drops an idle shell on its own.
+    async fn close(self) {
+        let _ = self.pool.close().await;
     }
 }
 
-enum CmdletError {
-    Query(OrgQueryError),
-    Psrp(PsrpError),
-}
-
-impl CmdletError {
-    fn map_psrp(self, f: &impl Fn(PsrpError) -> OrgQueryError) -> OrgQueryError {
-        match self {
-            CmdletError::Query(e) => e,
-            CmdletError::Psrp(e) => f(e),
-        }
-    }
+/// The transport's typed failure behind a psrp-rs error, if it recorded one.
+fn typed(failure: &Failure, fqdn: &str, e: PsrpError) -> OrgQueryError {
+    failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_else(|| OrgQueryError::Protocol {
+            fqdn: fqdn.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 fn prop<'a>(v: &'a PsValue, name: &str) -> Option<&'a PsValue> {
@@ -784,6 +805,27 @@ fn fault_of(xml: &str) -> Option<String> {
         .nth(1)
         .unwrap_or_default();
     Some(format!("WS-Man fault {sub}: {}", reason.trim()))
+}
+
+/// For `doctor`: `Get-ExchangeServer -Identity <identity>` on `ep` within `timeout`, the
+/// cheapest call that proves the account's Exchange role lets it run what the org query
+/// needs. Outer error as [`query_org`]'s (RBAC refusal included); inner error: the cmdlet ran
+/// and failed (Exchange knows no such server, say), with its message.
+pub async fn get_exchange_server(
+    creds: Arc<Credentials>,
+    ep: &Endpoint,
+    identity: &str,
+    timeout: Duration,
+) -> Result<Result<Vec<ExchangeServerFacts>, String>, OrgQueryError> {
+    within(timeout, &ep.fqdn, async {
+        let mut session = Session::open(creds, ep).await?;
+        let command = Command::new("Get-ExchangeServer")
+            .with_parameter("Identity", PsValue::String(identity.to_string()));
+        let answer = session.run("Get-ExchangeServer", command).await;
+        session.close().await;
+        Ok(answer?.map(|values| values.iter().map(server_facts).collect()))
+    })
+    .await
 }
 
 #[cfg(test)]

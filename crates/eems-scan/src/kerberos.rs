@@ -42,6 +42,7 @@
 //! The feature stays off by default: it links MIT GSSAPI and needs `libkrb5-dev` and
 //! `libclang-dev` (bindgen) at build time, which a default build must not require.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libgssapi::context::{ClientCtx, CtxFlags};
@@ -450,27 +451,7 @@ pub(crate) async fn preflight(
     cfg: &crate::transport::TransportConfig,
     target: &crate::transport::Target,
 ) -> Result<(String, std::sync::Arc<Credentials>), (FailureKind, String)> {
-    let Some(fqdn) = target.fqdn.clone() else {
-        return Err((
-            FailureKind::Other,
-            format!(
-                "Kerberos needs the server's FQDN (the SPN is HTTP/<fqdn>) and {} has none: add \
-                 an fqdn column to the inventory, or list the server by its DNS name",
-                target.name
-            ),
-        ));
-    };
-    if !target.host.eq_ignore_ascii_case(&fqdn) && target.host.parse::<std::net::IpAddr>().is_err()
-    {
-        return Err((
-            FailureKind::Other,
-            format!(
-                "with Kerberos the address column must be an IP address (or empty, to connect \
-                 to the FQDN); {} is a DNS name",
-                target.host
-            ),
-        ));
-    }
+    let fqdn = spn_host(target).map_err(|e| (FailureKind::Other, e))?;
     let kerberos_error = |e: &KerberosError| {
         let kind = if e.is_rejected_password() {
             FailureKind::Auth
@@ -480,10 +461,8 @@ pub(crate) async fn preflight(
         (kind, e.to_string())
     };
     let creds = credentials(cfg).await.map_err(|e| kerberos_error(&e))?;
-    let (c, f) = (creds.clone(), fqdn.clone());
-    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
+    service_ticket(creds.clone(), &fqdn)
         .await
-        .map_err(|e| (FailureKind::Other, format!("Kerberos: {e}")))?
         .map_err(|e| kerberos_error(&e))?;
     Ok((fqdn, creds))
 }
@@ -512,6 +491,42 @@ pub(crate) async fn credentials(
         })
         .await
         .clone()
+}
+
+/// The FQDN a Kerberos connection to `target` names (SPN `HTTP/<fqdn>`, HTTP `Host`), or why
+/// there is none that works.
+pub(crate) fn spn_host(target: &crate::transport::Target) -> Result<String, String> {
+    let Some(fqdn) = target.fqdn.clone() else {
+        return Err(format!(
+            "Kerberos needs the server's FQDN (the SPN is HTTP/<fqdn>) and {} has none: add \
+             an fqdn column to the inventory, or list the server by its DNS name",
+            target.name
+        ));
+    };
+    if !target.host.eq_ignore_ascii_case(&fqdn) && target.host.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(format!(
+            "with Kerberos the address column must be an IP address (or empty, to connect \
+             to the FQDN); {} is a DNS name",
+            target.host
+        ));
+    }
+    Ok(fqdn)
+}
+
+/// A service ticket for `HTTP/<fqdn>` (into the credential's cache), on a blocking thread:
+/// libkrb5 talks to the KDC synchronously.
+pub(crate) async fn service_ticket(
+    creds: Arc<Credentials>,
+    fqdn: &str,
+) -> Result<(), KerberosError> {
+    let fqdn = fqdn.to_string();
+    tokio::task::spawn_blocking(move || creds.initial_token(&fqdn).map(|_| ()))
+        .await
+        .map_err(|e| KerberosError::Other {
+            what: "getting a service ticket",
+            detail: e.to_string(),
+        })?
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::scan::match_org_server;
+use crate::scan::{OrgVia, match_org_server};
 use crate::transport::{self, AuthKind, FailureKind, ProbeError, Target, TransportConfig};
 use eems_core::probe::{self, HostProbeParams, parse};
 use eems_core::report::Stage;
@@ -28,7 +28,7 @@ fn step(step: &'static str, result: Outcome, detail: String, fix: Option<String>
     }
 }
 
-fn passed(name: &'static str, detail: String) -> Step {
+pub(super) fn passed(name: &'static str, detail: String) -> Step {
     step(name, Outcome::Passed, detail, None)
 }
 
@@ -41,25 +41,26 @@ pub(super) fn failed(name: &'static str, detail: String, fix: &str) -> Step {
     step(name, Outcome::Failed, detail, fix)
 }
 
-/// Every step not run yet; those doctor does not check yet, and TLS over HTTP, are skipped whatever
-/// happens.
+/// Every step not run yet; TLS over HTTP, and in a build without Kerberos its two steps, are
+/// skipped whatever happens.
 pub(super) fn blank(t: &Target, port: u16, https: bool) -> ServerCheck {
     let steps = STEPS
         .iter()
         .map(|&name| match name {
-            "kerberos" => skipped(
+            "kerberos" if !cfg!(feature = "kerberos") => skipped(
                 name,
-                "doctor does not check this yet (issue 16): ticket or password, realm and KDC, clock skew, \
-                 service ticket for HTTP/<fqdn>",
+                "built without Kerberos (the `kerberos` feature): ticket or password, realm and \
+                 KDC, clock skew, service ticket for HTTP/<fqdn>",
             ),
             "tls" if !https => skipped(
                 name,
-                "HTTP: no TLS (NTLM seals the messages); --https checks it",
+                "HTTP: no TLS (NTLM and Kerberos seal the messages); --https checks it",
             ),
-            "powershell" => skipped(
+            "powershell" if !cfg!(feature = "kerberos") => skipped(
                 name,
-                "doctor does not check this yet (issue 16): TCP and authentication to /PowerShell, and \
-                 whether the account may run Get-ExchangeServer (RBAC)",
+                "built without Kerberos (the `kerberos` feature), which /PowerShell needs: TCP \
+                 and authentication to /PowerShell, and whether the account may run \
+                 Get-ExchangeServer (RBAC)",
             ),
             _ => step(
                 name,
@@ -92,13 +93,60 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     let mut check = blank(&t, port, cfg.https);
     let connect_timeout = cfg.connect_timeout;
 
-    // Name resolution.
+    let auth = cfg.mechanism_for(&t).await;
+    let ps_port = match shared.org_via {
+        OrgVia::RemotePowerShell { port } => Some(port),
+        OrgVia::WinRs => None,
+    };
+    if cfg!(feature = "kerberos") {
+        if ps_port.is_none() {
+            set(
+                &mut check,
+                skipped(
+                    "powershell",
+                    "not used: the org query goes over WinRS (--org-via winrs); \
+                     --org-via remote-powershell checks /PowerShell",
+                ),
+            );
+        }
+        if auth != AuthKind::Kerberos && ps_port.is_none() {
+            set(
+                &mut check,
+                skipped(
+                    "kerberos",
+                    format!(
+                        "not used: WinRM authenticates with {} and the org query goes over WinRS",
+                        auth.name()
+                    ),
+                ),
+            );
+        }
+    }
+
+    // Name resolution, of the name the scan connects to: the inventory's address, else (with
+    // Kerberos, whose URL carries the FQDN) the FQDN, else the name.
+    let kerberos_fqdn = t.fqdn.as_deref().filter(|_| auth == AuthKind::Kerberos);
     let bare = t.host.trim_start_matches('[').trim_end_matches(']');
+    let bare = match kerberos_fqdn {
+        Some(fqdn) if bare.parse::<IpAddr>().is_err() => fqdn,
+        _ => bare,
+    };
+    let spn = kerberos_fqdn
+        .map(|f| format!(" (Kerberos: SPN and Host HTTP/{f})"))
+        .unwrap_or_default();
     let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
-        set(
-            &mut check,
-            skipped("dns", format!("{bare} is an address: nothing to resolve")),
-        );
+        let s = if t.name.eq_ignore_ascii_case(bare) {
+            skipped("dns", format!("{bare} is an address: nothing to resolve"))
+        } else {
+            passed(
+                "dns",
+                format!(
+                    "{} is at {bare}, the inventory's address column (no DNS lookup){spn}",
+                    t.name
+                ),
+            )
+        };
+        set(&mut check, s);
         vec![SocketAddr::new(ip, port)]
     } else {
         match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((bare, port))).await {
@@ -114,7 +162,10 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
                 let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
                 set(
                     &mut check,
-                    passed("dns", format!("{bare} resolves to {}", list.join(", "))),
+                    passed(
+                        "dns",
+                        format!("{bare} resolves to {}{spn}", list.join(", ")),
+                    ),
                 );
                 found
             }
@@ -143,34 +194,19 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
     };
 
     // TCP to the WinRM port.
-    let mut last_error = String::new();
-    let mut refused = false;
-    let mut connected = None;
-    for addr in addrs.iter().take(MAX_ADDRESSES) {
-        let t0 = Instant::now();
-        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_stream)) => {
-                connected = Some((addr, t0.elapsed()));
-                break;
-            }
-            Ok(Err(e)) => {
-                refused |= e.kind() == std::io::ErrorKind::ConnectionRefused;
-                last_error = format!("{addr}: {e}");
-            }
-            Err(_) => {
-                last_error = format!("{addr}: no answer in {} s", connect_timeout.as_secs());
-            }
+    let addrs = &addrs[..addrs.len().min(MAX_ADDRESSES)];
+    let connected_ip = match connect_any(addrs, connect_timeout).await {
+        Ok((addr, took)) => {
+            set(
+                &mut check,
+                passed(
+                    "tcp",
+                    format!("{addr} accepted the connection in {} ms", took.as_millis()),
+                ),
+            );
+            addr.ip()
         }
-    }
-    match connected {
-        Some((addr, took)) => set(
-            &mut check,
-            passed(
-                "tcp",
-                format!("{addr} accepted the connection in {} ms", took.as_millis()),
-            ),
-        ),
-        None => {
+        Err((last_error, refused)) => {
             let fix = if refused {
                 format!(
                     "nothing listens on port {port}: enable WinRM on the server \
@@ -187,7 +223,26 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
             set(&mut check, failed("tcp", last_error, &fix));
             return check;
         }
-    }
+    };
+
+    // Kerberos: for WinRM, or for /PowerShell, which takes nothing else.
+    #[cfg(feature = "kerberos")]
+    let ticket = if auth == AuthKind::Kerberos || ps_port.is_some() {
+        match super::kerberos::kerberos_step(shared, &t, auth).await {
+            Ok((s, ticket)) => {
+                set(&mut check, s);
+                Some(ticket)
+            }
+            Err(s) => {
+                set(&mut check, s);
+                return check;
+            }
+        }
+    } else {
+        None
+    };
+    #[cfg(not(feature = "kerberos"))]
+    let _ = connected_ip;
 
     // WinRM: the scan's own host probe. TLS, authentication and the command are its stages.
     if !cfg.clients.auth_proven()
@@ -227,7 +282,6 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         }
     };
     // The scan's own deadline for the probe (name resolution and TCP had theirs).
-    let auth = cfg.mechanism_for(&t).await;
     let outcome = transport::run_probe(
         cfg,
         &t,
@@ -286,6 +340,16 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         ),
     );
 
+    #[cfg(feature = "kerberos")]
+    if let (Some(ticket), Some(ps_port)) = (&ticket, ps_port) {
+        let s = super::kerberos::powershell_step(shared, &t, ticket, connected_ip, ps_port).await;
+        let stop = s.result == Outcome::Failed;
+        set(&mut check, s);
+        if stop {
+            return check;
+        }
+    }
+
     // The mitigation endpoint, as the server reached it.
     let ocs = &host.ocs;
     let url = ocs.url.as_deref().unwrap_or(&shared.ocs_url);
@@ -332,6 +396,30 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         );
     }
     check
+}
+
+/// The first of `addrs` that accepts a TCP connection, and how long it took; else the last
+/// error and whether any address refused (nothing listening) rather than stayed silent.
+pub(super) async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: std::time::Duration,
+) -> Result<(SocketAddr, std::time::Duration), (String, bool)> {
+    let mut last_error = String::new();
+    let mut refused = false;
+    for addr in addrs {
+        let t0 = Instant::now();
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_stream)) => return Ok((*addr, t0.elapsed())),
+            Ok(Err(e)) => {
+                refused |= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                last_error = format!("{addr}: {e}");
+            }
+            Err(_) => {
+                last_error = format!("{addr}: no answer in {} s", timeout.as_secs());
+            }
+        }
+    }
+    Err((last_error, refused))
 }
 
 /// "LAB\\user accepted (ntlm)", with the mechanism that got in.
@@ -395,6 +483,13 @@ fn winrm_failure(check: &mut ServerCheck, cfg: &TransportConfig, auth: AuthKind,
                 set(check, tls_passed(cfg));
             }
             let fix = match e.kind {
+                // The Kerberos step got the ticket: the server is what refused it.
+                FailureKind::Auth if auth == AuthKind::Kerberos => {
+                    "the server refused a valid ticket: its clock must agree with the \
+                     domain's (w32tm /resync on the server), HTTP/<fqdn> must belong to this \
+                     server's computer account (setspn -Q HTTP/<fqdn>), and WinRM must accept \
+                     Kerberos (winrm get winrm/config/service/auth)"
+                }
                 FailureKind::Auth => AUTH_FIX,
                 FailureKind::Timeout => {
                     "the port accepts connections but the WinRM listener does not answer: \

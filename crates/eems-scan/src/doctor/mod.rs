@@ -1,20 +1,25 @@
 //! `eems-scan doctor`: for each server, the steps a scan depends on, in order, stopping at
 //! the first that fails and saying how to fix it.
 //!
-//! Nothing here is a second transport: name resolution and the TCP connect are the only
+//! Nothing here is a second transport: name resolution and the TCP connects are the only
 //! network calls of its own; TLS, authentication and the command are the scanner's host
 //! probe through [`run_probe`](crate::transport::run_probe), and the stage its error names tells which step
-//! failed. The mitigation-endpoint step reads the same probe's OCS result, fetched through
-//! the server's InternetWebProxy as a scan does, which one org query provides.
+//! failed. The Kerberos step is kerberos.rs's credentials and service ticket, the
+//! `/PowerShell` step exchange_ps.rs's client. The mitigation-endpoint step reads the host
+//! probe's OCS result, fetched through the server's InternetWebProxy as a scan does, which
+//! one org query provides.
 //!
-//! Steps doctor does not check yet (Kerberos; the /PowerShell endpoint and RBAC) are
-//! reported as skipped, never as passed.
+//! A step that does not apply (Kerberos when nothing uses it, `/PowerShell` when the org
+//! query goes over WinRS, both in a build without Kerberos) is skipped with the reason,
+//! never passed.
 //!
-//! [`checks`] holds one server's steps, in order, and what each failure's fix says; this
-//! file the targets, the one org query and the run over all servers; [`table`] the text
-//! `doctor` prints.
+//! [`checks`] holds one server's steps, in order, and what each failure's fix says;
+//! [`kerberos`] the Kerberos and `/PowerShell` steps; this file the targets, the one org
+//! query and the run over all servers; [`table`] the text `doctor` prints.
 
 mod checks;
+#[cfg(feature = "kerberos")]
+mod kerberos;
 mod table;
 
 #[cfg(test)]
@@ -28,8 +33,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DoctorArgs;
-use crate::scan::{self, ORG_ATTEMPTS};
-use crate::transport::{Target, TransportConfig};
+use crate::scan::{self, ORG_ATTEMPTS, OrgVia};
+use crate::transport::{AuthKind, Target, TransportConfig};
 use eems_core::facts::ExchangeServerFacts;
 use eems_core::inventory;
 
@@ -41,7 +46,7 @@ use checks::{blank, check_server, failed};
 pub enum Outcome {
     Passed,
     Failed,
-    /// Not checked: doctor does not check it yet, or not applicable (the reason says which).
+    /// Not checked: not applicable here (the reason says why).
     Skipped,
     /// An earlier step failed.
     NotRun,
@@ -174,6 +179,9 @@ struct Shared {
     org_servers: Result<Vec<ExchangeServerFacts>, String>,
     auth_failures: AtomicUsize,
     cancel: CancellationToken,
+    org_via: OrgVia,
+    #[cfg(feature = "kerberos")]
+    ps: kerberos::PsShared,
 }
 
 /// Runs every step on every target, `concurrency` servers at once.
@@ -185,25 +193,33 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> DoctorReport {
     let timeout = args.connection.timeout();
-    let auth_failures = AtomicUsize::new(0);
-    let (org_query, org_servers) = org_query(
-        cfg,
-        args.fleet.org_server.as_deref(),
-        &targets,
-        timeout,
-        &auth_failures,
-        cancel,
-    )
-    .await;
-    let shared = Arc::new(Shared {
+    // As a scan: with Kerberos, TCP goes to the inventory's address while the URL, the SPN
+    // and `Host` keep the FQDN.
+    let cfg = &TransportConfig {
+        resolve: Arc::new(
+            targets
+                .iter()
+                .filter_map(|t| Some((t.fqdn.clone()?, t.host.parse().ok()?)))
+                .collect(),
+        ),
+        ..cfg.clone()
+    };
+    let mut shared = Shared {
         cfg: cfg.clone(),
         timeout,
         ocs_url: args.fleet.ocs_url.clone(),
         ocs_timeout_secs: args.fleet.ocs_timeout,
-        org_servers,
-        auth_failures,
+        org_servers: Err(String::new()),
+        auth_failures: AtomicUsize::new(0),
         cancel: cancel.clone(),
-    });
+        org_via: crate::app::org_via(&args.org, cfg.https),
+        #[cfg(feature = "kerberos")]
+        ps: Default::default(),
+    };
+    let (org_query, org_servers) =
+        org_query(&shared, args.fleet.org_server.as_deref(), &targets).await;
+    shared.org_servers = org_servers;
+    let shared = Arc::new(shared);
     let limit = Arc::new(tokio::sync::Semaphore::new(
         args.fleet.concurrency.max(1) as usize
     ));
@@ -248,13 +264,11 @@ pub async fn run(
 /// `--org-server`, then on the servers to check, three in all; never again after an
 /// authentication failure.
 async fn org_query(
-    cfg: &TransportConfig,
+    shared: &Shared,
     org_server: Option<&str>,
     targets: &[Target],
-    timeout: Duration,
-    auth_failures: &AtomicUsize,
-    cancel: &CancellationToken,
 ) -> (OrgQuery, Result<Vec<ExchangeServerFacts>, String>) {
+    let (cfg, timeout) = (&shared.cfg, shared.timeout);
     let mut order: Vec<Target> = Vec::new();
     if let Some(name) = org_server {
         order.push(
@@ -279,20 +293,39 @@ async fn org_query(
             port: t.port.or(cfg.port),
             ..cfg.clone()
         };
-        match scan::discover(&cfg, scan::OrgVia::WinRs, &t.host, timeout, cancel).await {
-            Ok(facts) => {
+        let answer = match shared.org_via {
+            // doctor's own: `discover` knows the server only by the host it connects to,
+            // while Kerberos needs the inventory's FQDN too.
+            #[cfg(feature = "kerberos")]
+            OrgVia::RemotePowerShell { port } => {
+                kerberos::org_query(&cfg, &shared.ps, t, port, timeout).await
+            }
+            // With Kerberos, `discover` needs the FQDN (its SPN), which `resolve` maps to
+            // the inventory's address.
+            via => {
+                let from = match (&t.fqdn, cfg.mechanism_for(t).await) {
+                    (Some(fqdn), AuthKind::Kerberos) => fqdn,
+                    _ => &t.host,
+                };
+                scan::discover(&cfg, via, from, timeout, &shared.cancel)
+                    .await
+                    .map(|facts| facts.servers)
+            }
+        };
+        match answer {
+            Ok(servers) => {
                 let q = OrgQuery {
                     answered_by: Some(t.name.clone()),
                     error: None,
                 };
-                return (q, Ok(facts.servers));
+                return (q, Ok(servers));
             }
             Err(e) => {
                 let auth = e.contains("authentication failed");
                 errors.push(format!("{}: {e}", t.name));
                 if auth {
                     if !cfg.clients.auth_proven() {
-                        auth_failures.fetch_add(1, Ordering::SeqCst);
+                        shared.auth_failures.fetch_add(1, Ordering::SeqCst);
                     }
                     break;
                 }

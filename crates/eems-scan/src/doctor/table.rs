@@ -58,9 +58,5 @@ pub fn render_table(report: &DoctorReport) -> String {
         if failed.is_empty() { "" } else { ": " },
         failed.join(", ")
     );
-    let _ = writeln!(
-        out,
-        "not checked by doctor yet: Kerberos, the /PowerShell endpoint and RBAC (issue 16)"
-    );
     out
 }

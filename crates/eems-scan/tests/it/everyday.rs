@@ -37,7 +37,7 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     .unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -46,9 +46,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `doctor --json` on `servers` (or the whole inventory), the password given.
+/// `doctor --json` on `servers` (or the whole inventory), the password given, the org query
+/// over WinRS (these labs have no KDC; doctor_kerberos.rs has the Kerberos side).
 async fn doctor(password: &str, extra: &[&str]) -> (Output, Value) {
-    let mut args = vec!["doctor", "--json", "--user", USER];
+    let mut args = vec!["doctor", "--json", "--user", USER, "--org-via", "winrs"];
     args.extend_from_slice(extra);
     let out = run(&args, &[("EEMS_PASSWORD", password)]).await;
     let json = serde_json::from_slice(&out.stdout)
@@ -56,7 +57,7 @@ async fn doctor(password: &str, extra: &[&str]) -> (Output, Value) {
     (out, json)
 }
 
-fn server<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn server<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["servers"]
         .as_array()
         .unwrap()
@@ -65,7 +66,7 @@ fn server<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no entry for {name}: {report:#}"))
 }
 
-fn step<'a>(server: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn step<'a>(server: &'a Value, name: &str) -> &'a Value {
     server["steps"]
         .as_array()
         .unwrap()
@@ -75,7 +76,7 @@ fn step<'a>(server: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The first failed step: (step, detail, fix).
-fn failure(server: &Value) -> Option<(String, String, String)> {
+pub(crate) fn failure(server: &Value) -> Option<(String, String, String)> {
     server["steps"]
         .as_array()
         .unwrap()
@@ -90,17 +91,23 @@ fn failure(server: &Value) -> Option<(String, String, String)> {
         })
 }
 
-/// Doctor does not check Kerberos and /PowerShell yet: skipped with their issue, never passed.
-fn assert_not_built_steps_skipped(server: &Value) {
+/// NTLM and the org query over WinRS use neither Kerberos nor /PowerShell: both skipped with
+/// why, never passed.
+fn assert_kerberos_steps_skipped(server: &Value) {
+    let why = if cfg!(feature = "kerberos") {
+        "not used"
+    } else {
+        "built without Kerberos"
+    };
     for name in ["kerberos", "powershell"] {
         let s = step(server, name);
         assert_eq!(s["result"], "skipped", "{server:#}");
-        assert!(s["detail"].as_str().unwrap().contains("issue 16"), "{s:#}");
+        assert!(s["detail"].as_str().unwrap().contains(why), "{s:#}");
     }
 }
 
 /// After the failed step nothing else ran.
-fn assert_stopped_after(server: &Value, failed: &str) {
+pub(crate) fn assert_stopped_after(server: &Value, failed: &str) {
     let steps = server["steps"].as_array().unwrap();
     let at = steps.iter().position(|s| s["step"] == failed).unwrap();
     for s in &steps[at + 1..] {
@@ -152,8 +159,16 @@ async fn doctor_names_the_demo_servers_causes_as_the_scan_rows_do() {
     ];
     for s in rep["servers"].as_array().unwrap() {
         let name = s["server"].as_str().unwrap();
-        assert_not_built_steps_skipped(s);
-        assert_eq!(step(s, "dns")["result"], "skipped", "addresses: {s:#}");
+        assert_kerberos_steps_skipped(s);
+        let dns = step(s, "dns");
+        assert_eq!(dns["result"], "passed", "{s:#}");
+        assert!(
+            dns["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the inventory's address column (no DNS lookup)"),
+            "the scan connects to the address: {s:#}"
+        );
         assert_eq!(step(s, "tls")["result"], "skipped", "HTTP: {s:#}");
         match broken.iter().find(|b| b.0 == name) {
             Some((_, want_step, want_detail)) => {
@@ -220,7 +235,7 @@ async fn doctor_on_a_wrong_port_fails_at_tcp_and_says_which_port() {
     assert!(detail.contains("127.0.162.1:5999"), "{detail}");
     assert!(fix.contains("5999") && fix.contains("--port"), "{fix}");
     assert_stopped_after(s, "tcp");
-    assert_not_built_steps_skipped(s);
+    assert_kerberos_steps_skipped(s);
 
     // The same server on its real port passes every step that is built.
     let (out, rep) = doctor(PASSWORD, &["DP1", "--inventory", inv.to_str().unwrap()]).await;
@@ -329,7 +344,7 @@ async fn doctor_with_a_wrong_password_fails_at_authentication_and_guards_the_acc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_table_shows_unbuilt_steps_as_skipped_and_a_fix_under_the_failure() {
+async fn doctor_table_shows_unused_steps_as_skipped_and_a_fix_under_the_failure() {
     let dir = scratch("doctor_table");
     let fleet = fleet_from_toml(&fleet_toml(
         "",
@@ -346,6 +361,8 @@ async fn doctor_table_shows_unbuilt_steps_as_skipped_and_a_fix_under_the_failure
             "doctor",
             "--user",
             USER,
+            "--org-via",
+            "winrs",
             "--inventory",
             inv.to_str().unwrap(),
         ],
@@ -365,12 +382,14 @@ async fn doctor_table_shows_unbuilt_steps_as_skipped_and_a_fix_under_the_failure
         line("kerberos").trim_start().starts_with("skipped"),
         "{table}"
     );
+    let why = if cfg!(feature = "kerberos") {
+        "not used: WinRM authenticates with ntlm"
+    } else {
+        "built without Kerberos"
+    };
+    assert!(line("kerberos").contains(why), "{table}");
     assert!(
-        line("kerberos").contains("doctor does not check this yet (issue 16)"),
-        "{table}"
-    );
-    assert!(
-        line("powershell").contains("doctor does not check this yet (issue 16)"),
+        line("powershell").trim_start().starts_with("skipped"),
         "{table}"
     );
     assert!(

@@ -14,6 +14,13 @@ use crate::common::{
     PASSWORD, USER, eems_scan_env, fleet_from_toml, fleet_toml, org_data, report, scratch,
 };
 
+/// `servers` (name, address, extra TOML) with NTLM blocked.
+pub fn kerberos_fleet(servers: &[(String, String, String)]) -> eems_lab::fleet::Fleet {
+    let mut fleet = fleet_from_toml(&fleet_toml("", servers));
+    fleet.listener.ntlm = false;
+    fleet
+}
+
 /// `n` servers on `127.0.<octet>.x` with NTLM blocked, a realm with their `HTTP/<fqdn>` (its
 /// KDC's clock `kdc_skew_secs` off), and the lab serving Kerberos with its keytab.
 pub async fn kerberos_lab(
@@ -31,8 +38,7 @@ pub async fn kerberos_lab(
             )
         })
         .collect();
-    let mut fleet = fleet_from_toml(&fleet_toml("", &servers));
-    fleet.listener.ntlm = false;
+    let fleet = kerberos_fleet(&servers);
     let spec = RealmSpec {
         kdc_clock_offset_secs: kdc_skew_secs,
         ..RealmSpec::for_fleet(&fleet).unwrap()

@@ -3,6 +3,8 @@
 mod browser;
 mod clixml;
 mod common;
+#[cfg(feature = "kerberos")]
+mod doctor_kerberos;
 mod everyday;
 mod evidence;
 mod golden;
