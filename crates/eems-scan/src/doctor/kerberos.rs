@@ -146,6 +146,10 @@ fn fix(e: &KerberosError, fqdn: &str) -> String {
         KerberosError::NoRealm { config, .. } => {
             format!("give the user as user@REALM (--user), or set default_realm in {config}")
         }
+        KerberosError::RealmNotDomain { name, config, .. } => format!(
+            "give the user as {name}@<the domain's DNS name> (--user), or set default_realm \
+             in {config} to the domain's realm"
+        ),
         KerberosError::KdcUnreachable { realm, config } => format!(
             "check the KDC of {realm} in {config} ([realms] {realm} = {{ kdc = <domain \
              controller> }}, or DNS SRV records with dns_lookup_kdc) and that this machine \
