@@ -52,9 +52,13 @@ impl InventoryEntry {
             .is_some_and(|r| r.to_ascii_lowercase().contains("edge"))
     }
 
-    /// The host string the WinRM client connects to.
+    /// The host string the WinRM client connects to: the address when given, else the FQDN
+    /// (the name Kerberos needs resolves the same way), else the name.
     pub fn connect_host(&self) -> &str {
-        self.address.as_deref().unwrap_or(&self.name)
+        self.address
+            .as_deref()
+            .or(self.fqdn.as_deref().map(|f| f.trim_end_matches('.')))
+            .unwrap_or(&self.name)
     }
 
     /// The FQDN Kerberos needs: the `fqdn` column, else a name that is itself a DNS name

@@ -282,6 +282,9 @@ fn fqdn_column_csv_json_and_txt_names() {
     )
     .unwrap();
     assert_eq!(j[0].kerberos_fqdn(), Some("ex01.contoso.com"));
+    // No address: TCP goes to the FQDN, so that Kerberos's SPN and Host and the connection
+    // name the same server.
+    assert_eq!(j[0].connect_host(), "ex01.contoso.com");
     let t = parse("ex01.contoso.com\nEX02\n10.0.0.1\n", Format::Txt, "s.txt").unwrap();
     assert_eq!(t[0].kerberos_fqdn(), Some("ex01.contoso.com"));
     assert_eq!(t[1].kerberos_fqdn(), None);
