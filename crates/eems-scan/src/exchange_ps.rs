@@ -8,9 +8,10 @@
 //! plain SOAP after the Kerberos handshake, as Windows does over HTTPS (no channel binding:
 //! Exchange's front end has Extended Protection off for `/PowerShell` by default).
 //!
-//! Only two bare command invocations are sent, `Get-OrganizationConfig` and
-//! `Get-ExchangeServer`: Exchange's runspace is NoLanguage, so script text is refused, and the
-//! projection the old `org.ps1` did in PowerShell happens here on deserialized property bags.
+//! Only bare command invocations are sent, `Get-OrganizationConfig`, `Get-ExchangeServer` and
+//! `Search-AdminAuditLog` with parameters ([`audit`]): Exchange's runspace is NoLanguage, so
+//! script text is refused, and the projection the old `org.ps1` did in PowerShell happens here
+//! on deserialized property bags.
 //!
 //! # Why an own WS-Man transport here
 //!
@@ -41,6 +42,8 @@ use psrp_rs::{Command, Pipeline, PsValue, PsrpError, PsrpTransport, RunspacePool
 use tokio::sync::Mutex;
 
 use crate::kerberos::{Credentials, KerberosError};
+
+mod audit;
 
 use eems_core::sealing::{self, Protocol};
 
@@ -134,7 +137,8 @@ pub async fn query_org(
     timeout: Duration,
 ) -> Result<OrgFacts, OrgQueryError> {
     let fqdn = ep.fqdn.clone();
-    match tokio::time::timeout(timeout, query_inner(creds, ep)).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(deadline, query_inner(creds, ep, deadline)).await {
         Ok(r) => r,
         Err(_) => Err(OrgQueryError::Timeout {
             fqdn,
@@ -143,7 +147,11 @@ pub async fn query_org(
     }
 }
 
-async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts, OrgQueryError> {
+async fn query_inner(
+    creds: Arc<Credentials>,
+    ep: &Endpoint,
+    deadline: tokio::time::Instant,
+) -> Result<OrgFacts, OrgQueryError> {
     let mut conn = Connection::open(creds, ep).await?;
     let (rpid, creation) = RunspacePool::<ExchangeTransport>::build_creation_fragments(1, 1)
         .map_err(|e| conn.protocol(e.to_string()))?;
@@ -177,8 +185,13 @@ async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts,
         Ok::<_, OrgQueryError>((org, servers))
     }
     .await;
-    // Best effort: the server drops an idle shell on its own.
-    let _ = pool.close().await;
+    // Only once the org facts are in: whatever happens to the audit search, they stand.
+    let admin_audit = match &answers {
+        Ok(_) => Some(audit::search(&mut pool, deadline).await),
+        Err(_) => None,
+    };
+    // Best effort, bounded: the server drops an idle shell on its own.
+    let _ = tokio::time::timeout(audit::CLOSE_MARGIN, pool.close()).await;
     let (org, servers) = answers?;
     let mut facts = OrgFacts::default();
     match org {
@@ -193,6 +206,7 @@ async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts,
         Ok(values) => facts.servers = values.iter().map(server_facts).collect(),
         Err(msg) => facts.servers_error = Some(msg),
     }
+    facts.admin_audit = admin_audit;
     Ok(facts)
 }
 
@@ -202,21 +216,27 @@ async fn run_cmdlet(
     pool: &mut RunspacePool<ExchangeTransport>,
     cmdlet: &'static str,
 ) -> Result<Result<Vec<PsValue>, String>, CmdletError> {
-    match Pipeline::empty()
-        .add_command(Command::new(cmdlet))
-        .run(pool)
-        .await
-    {
-        Ok(v) => Ok(Ok(v)),
-        Err(PsrpError::PipelineFailed(msg)) => {
-            // RBAC hides the cmdlets an account may not run: they do not exist for it.
-            if msg.contains("is not recognized as the name of a cmdlet") {
-                Err(CmdletError::Query(OrgQueryError::Rbac { cmdlet }))
-            } else {
-                Ok(Err(msg))
-            }
+    match run_command(pool, Command::new(cmdlet)).await {
+        Ok(Err(msg)) if msg.contains(NOT_RECOGNIZED) => {
+            Err(CmdletError::Query(OrgQueryError::Rbac { cmdlet }))
         }
+        Ok(r) => Ok(r),
         Err(e) => Err(CmdletError::Psrp(e)),
+    }
+}
+
+/// RBAC hides the cmdlets an account may not run: they do not exist for it.
+const NOT_RECOGNIZED: &str = "is not recognized as the name of a cmdlet";
+
+/// One command invocation: outer error, the transport; inner error, the cmdlet's own.
+async fn run_command(
+    pool: &mut RunspacePool<ExchangeTransport>,
+    command: Command,
+) -> Result<Result<Vec<PsValue>, String>, PsrpError> {
+    match Pipeline::empty().add_command(command).run(pool).await {
+        Ok(v) => Ok(Ok(v)),
+        Err(PsrpError::PipelineFailed(msg)) => Ok(Err(msg)),
+        Err(e) => Err(e),
     }
 }
 
@@ -249,22 +269,26 @@ fn boolean(v: &PsValue, name: &str) -> Option<bool> {
     prop(v, name).and_then(PsValue::as_bool)
 }
 
-/// A multi-valued property: null (an unset AD attribute) is an empty list. psrp-rs decodes a
-/// list-valued `<Obj N=..><LST>` property as an object holding the list under `_value`.
-fn strings(v: &PsValue, name: &str) -> Vec<String> {
-    let value = prop(v, name);
-    let value = match value {
-        Some(PsValue::Object(o)) => o.get("_value"),
+/// The elements of a multi-valued property: null (an unset AD attribute) is none, a single
+/// value is one. psrp-rs decodes a list-valued `<Obj N=..><LST>` property as an object holding
+/// the list under `_value`.
+fn items<'a>(v: &'a PsValue, name: &str) -> Vec<&'a PsValue> {
+    let value = match prop(v, name) {
+        Some(PsValue::Object(o)) if o.get("_value").is_some() => o.get("_value"),
         other => other,
     };
     match value {
-        Some(PsValue::List(l)) => l
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect(),
-        Some(s) => s.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
-        None => Vec::new(),
+        Some(PsValue::List(l)) => l.iter().collect(),
+        Some(PsValue::Null) | None => Vec::new(),
+        Some(one) => vec![one],
     }
+}
+
+fn strings(v: &PsValue, name: &str) -> Vec<String> {
+    items(v, name)
+        .into_iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
 }
 
 /// `dom/Configuration/Sites/Site1` (an ADObjectId's string form) -> `Site1`.
@@ -296,6 +320,9 @@ fn server_facts(v: &PsValue) -> ExchangeServerFacts {
         mitigations_applied_time: string(v, "MitigationsAppliedTime").map(|t| utc(&t)),
         data_collection_enabled: boolean(v, "DataCollectionEnabled"),
         internet_web_proxy: string(v, "InternetWebProxy"),
+        when_changed: string(v, "WhenChangedUTC").map(|t| utc(&t)),
+        ring_level: prop(v, "RingLevel").and_then(PsValue::as_i32),
+        last_flighting_run: string(v, "LastFlightingServiceRunTime").map(|t| utc(&t)),
     }
 }
 

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use askama::Template;
 
+use super::org_evidence::{AuditView, audit_view, detail_lines, flighting_cell};
 use super::{
     ALL_STATUSES, UNKNOWN, bool_text, check_sort, colour, csp, opt, status_class, status_rank,
 };
@@ -126,6 +127,8 @@ struct OrgView {
     enabled_class: &'static str,
     error: Option<String>,
     queried_on: Option<String>,
+    /// Who changed the EEMS switches; `None` where the org query did not search.
+    audit: Option<AuditView>,
 }
 
 struct CoverageRow {
@@ -151,7 +154,7 @@ struct ReportPage<'a> {
     summary: Summary,
     tiles: Vec<Tile>,
     sites: Vec<SiteOption>,
-    headers: [(&'static str, &'static str); 13],
+    headers: [(&'static str, &'static str); 14],
     /// The columns an error or skipped row's one cell spans.
     checks: usize,
     rows: Vec<MatrixRow>,
@@ -162,7 +165,7 @@ struct ReportPage<'a> {
     coverage_note: &'static str,
 }
 
-const MATRIX_HEADERS: [(&str, &str); 13] = [
+const MATRIX_HEADERS: [(&str, &str); 14] = [
     ("server", "Server"),
     ("status", "Status"),
     ("eems", "EEMS state"),
@@ -174,6 +177,7 @@ const MATRIX_HEADERS: [(&str, &str); 13] = [
     ("blocked", "Blocked"),
     ("applied", "Applied"),
     ("telemetry", "Telemetry"),
+    ("flighting", "Flighting"),
     ("build", "Build"),
     ("site", "Site"),
 ];
@@ -253,6 +257,10 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
             ),
             check("applied", r.mitigations_applied.join(", "), ""),
             check("telemetry", bool_text(r.telemetry_enabled).into(), ""),
+            {
+                let (text, class) = flighting_cell(r);
+                check("flighting", text, class)
+            },
         ]
     };
     MatrixRow {
@@ -370,6 +378,9 @@ fn evidence_view(r: &ServerRow) -> Vec<EvidenceView> {
     if let Some(f) = &r.flighting_service {
         out.push(line("MSExchangeFlighting", f.clone(), ""));
     }
+    for (name, text) in detail_lines(r) {
+        out.push(line(name, text, ""));
+    }
     out
 }
 
@@ -439,6 +450,7 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
             enabled_class,
             error: org.error.clone(),
             queried_on: org.queried_on.clone(),
+            audit: org.admin_audit.as_ref().map(audit_view),
         },
         interrupted: report.interrupted,
         started_at: &report.started_at,

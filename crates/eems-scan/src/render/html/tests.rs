@@ -94,6 +94,20 @@ fn fleet() -> ScanReport {
             mitigations_enabled: Some(true),
             queried_on: Some("EX01".into()),
             error: None,
+            admin_audit: Some(eems_core::facts::AdminAuditFacts {
+                window_days: Some(90),
+                entries: vec![eems_core::facts::AdminAuditEntry {
+                    who: Some(format!("contoso.com/Users/eve{HOSTILE}")),
+                    when: Some("2026-11-20T09:30:00Z".into()),
+                    cmdlet: Some("Set-OrganizationConfig".into()),
+                    object: Some(format!("Contoso{HOSTILE}")),
+                    changes: vec![eems_core::facts::AuditChange {
+                        name: "MitigationsEnabled".into(),
+                        value: Some("False".into()),
+                    }],
+                }],
+                error: None,
+            }),
         },
         summary,
         servers,
@@ -226,10 +240,10 @@ fn cells_carry_healthcheckers_classes() {
     assert_eq!(class_of(crit, "iis"), None);
     assert_eq!(class_of(crit, "fetch"), None);
 
-    // The error spans the nine check columns, in red.
+    // The error spans the ten check columns, in red.
     let down = row_of(&doc, "EX05");
     let span = down.select(&sel("td[data-span]")).next().unwrap();
-    assert_eq!(span.value().attr("colspan"), Some("9"));
+    assert_eq!(span.value().attr("colspan"), Some("10"));
     assert_eq!(span.value().attr("class"), Some("Red"));
     assert!(
         span.text()
