@@ -8,7 +8,8 @@
 //!   that authenticated (`Kerberos` -> `HTTP-Kerberos-session-encrypted`).
 //! - The runspace is NoLanguage: only command invocations of the allow-list run; script text
 //!   gets Exchange's no-language error. An account without an Exchange role sees no cmdlets at
-//!   all ("The term ... is not recognized"), as RBAC hides them.
+//!   all ("The term ... is not recognized"), as RBAC hides them; one without the audit role
+//!   does not see Search-AdminAuditLog.
 //! - No second hop: the cmdlets answer from the fleet file (what the Exchange Trusted
 //!   Subsystem would read from AD), never from anything the caller's token could reach.
 //!
@@ -43,13 +44,18 @@ use crate::wsman::parse_xml;
 use eems_core::sealing::Protocol;
 use soap::fault;
 
+mod audit;
 mod cmdlets;
 mod objects;
 mod soap;
 
 pub const RESOURCE_URI: &str = "http://schemas.microsoft.com/powershell/Microsoft.Exchange";
 /// What a real client of this endpoint asks for and Exchange's back end allows.
-pub const ALLOWED_CMDLETS: &[&str] = &["Get-OrganizationConfig", "Get-ExchangeServer"];
+pub const ALLOWED_CMDLETS: &[&str] = &[
+    "Get-OrganizationConfig",
+    "Get-ExchangeServer",
+    "Search-AdminAuditLog",
+];
 pub const NO_LANGUAGE: &str = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode.";
 /// The log's `auth` value for a Kerberos-authenticated request.
 pub const AUTH_KERBEROS: &str = "kerberos";
@@ -70,6 +76,9 @@ pub struct Options {
     pub port: u16,
     /// Accounts (`user@REALM`, any case) that authenticate but hold no Exchange role.
     pub no_role: Vec<String>,
+    /// Accounts that hold View-Only Organization Management but not the View-Only Audit Logs
+    /// role: Search-AdminAuditLog does not exist for them.
+    pub no_audit_role: Vec<String>,
     pub log: Arc<RequestLog>,
     /// HTTPS (`https://<fqdn>/PowerShell/`) with a CA made at start ([`ExchangePs::ca_pem`]);
     /// the bodies are then not sealed, as Windows does not seal inside TLS.
@@ -93,6 +102,12 @@ impl ExchangePs {
         let servers = Arc::new(fleet.servers.clone());
         let no_role = Arc::new(
             opts.no_role
+                .iter()
+                .map(|u| u.to_ascii_lowercase())
+                .collect::<Vec<_>>(),
+        );
+        let no_audit_role = Arc::new(
+            opts.no_audit_role
                 .iter()
                 .map(|u| u.to_ascii_lowercase())
                 .collect::<Vec<_>>(),
@@ -130,6 +145,7 @@ impl ExchangePs {
                 org: org.clone(),
                 servers: servers.clone(),
                 no_role: no_role.clone(),
+                no_audit_role: no_audit_role.clone(),
                 log: opts.log.clone(),
                 shells: Mutex::new(HashMap::new()),
             });
@@ -165,6 +181,7 @@ struct Host {
     org: Arc<OrgSpec>,
     servers: Arc<Vec<ServerSpec>>,
     no_role: Arc<Vec<String>>,
+    no_audit_role: Arc<Vec<String>>,
     log: Arc<RequestLog>,
     shells: Mutex<HashMap<String, Shell>>,
 }

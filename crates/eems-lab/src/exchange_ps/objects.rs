@@ -102,6 +102,22 @@ pub(super) fn exchange_server(org: &OrgSpec, s: &ServerSpec) -> PsValue {
     if let Some(v) = opt_bool(s.data_collection_enabled) {
         o = o.with("DataCollectionEnabled", v);
     }
+    // Feature Flighting (2019 CU15+, SE): Int32 and DateTime, null on builds without it.
+    let now = time::OffsetDateTime::now_utc();
+    o = o
+        .with("WhenChangedUTC", PsValue::DateTime(s.when_changed()))
+        .with(
+            "RingLevel",
+            s.feature_flighting
+                .ring_level(&s.build)
+                .map_or(PsValue::Null, PsValue::I32),
+        )
+        .with(
+            "LastFlightingServiceRunTime",
+            s.feature_flighting
+                .last_run(&s.build, now)
+                .map_or(PsValue::Null, PsValue::DateTime),
+        );
     o.to_string = Some(s.name.clone());
     PsValue::Object(o)
 }

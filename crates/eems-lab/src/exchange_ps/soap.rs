@@ -421,11 +421,11 @@ impl Host {
         rec.probe = Some(
             commands
                 .iter()
-                .map(|(name, is_script)| {
-                    if *is_script {
-                        format!("script:{name}")
+                .map(|c| {
+                    if c.is_script {
+                        format!("script:{}", c.name)
                     } else {
-                        name.clone()
+                        c.name.clone()
                     }
                 })
                 .collect::<Vec<_>>()
