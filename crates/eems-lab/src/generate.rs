@@ -541,6 +541,16 @@ mod tests {
         );
         assert!(count(&|x| !e(x).service_changes.is_empty()) >= 1);
         assert!(count(&|x| e(x).flighting.is_some()) >= 1);
+        // A stopped MSExchangeFlighting shows on Get-ExchangeServer as an old last run.
+        let now = time::OffsetDateTime::now_utc();
+        assert!(
+            count(&|x| e(x).flighting.is_some_and(|f| f.status == "Stopped")
+                && x.feature_flighting.last_run(&x.build, now).is_some()
+                && x.feature_flighting.last_run_hours_ago > Some(24.0 * 7.0))
+                >= 1
+        );
+        assert!(f.org.admin_audit.len() >= 3);
+        assert!(f.validate().is_ok());
         assert!(count(&|x| x.faults.down) >= 1);
         assert!(count(&|x| x.faults.hang) >= 1);
         assert!(count(&|x| x.faults.wrong_password) >= 1);
