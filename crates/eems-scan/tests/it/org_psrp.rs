@@ -366,7 +366,12 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
                 "[server.faults]\nps_down = true".into(),
             ),
             ("EX02".into(), "127.0.69.2".into(), String::new()),
-            ("EX03".into(), "127.0.69.3".into(), String::new()),
+            (
+                "EX03".into(),
+                "127.0.69.3".into(),
+                "build = \"15.2.1748.10\"\nfeature_flighting = { last_run_hours_ago = 240.0 }"
+                    .into(),
+            ),
         ],
     ));
     let dir = eems_lab::testkit::scratch(
@@ -482,6 +487,19 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         .unwrap();
     assert_eq!(ex02["when_changed"], "2024-06-03T10:00:00Z", "{ex02}");
     assert!(ex02["ring_level"].is_null() && ex02["last_flighting_run"].is_null());
+    // EX03's Flighting last ran 10 days ago: a finding, and still "ok" (asserted above).
+    let ex03 = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["server"] == "EX03")
+        .unwrap();
+    assert_eq!(ex03["ring_level"], 1, "{ex03}");
+    let findings = ex03["findings"].to_string();
+    assert!(
+        findings.contains("Feature Flighting last ran at") && findings.contains(", 10 days ago"),
+        "{findings}"
+    );
     // No second hop: the WinRS side ran host probes only.
     let records = lab.log_records();
     let this_scan = &records[records_before..];
