@@ -4,7 +4,7 @@ use std::io::Write;
 
 use askama::Template;
 
-use super::org_evidence::{AuditView, audit_view, detail_lines, flighting_cell};
+use super::org_evidence::{AuditView, audit_view, detail_lines};
 use super::{
     ALL_STATUSES, UNKNOWN, bool_text, check_sort, colour, csp, opt, status_class, status_rank,
 };
@@ -154,7 +154,7 @@ struct ReportPage<'a> {
     summary: Summary,
     tiles: Vec<Tile>,
     sites: Vec<SiteOption>,
-    headers: [(&'static str, &'static str); 14],
+    headers: [(&'static str, &'static str); 13],
     /// The columns an error or skipped row's one cell spans.
     checks: usize,
     rows: Vec<MatrixRow>,
@@ -165,7 +165,7 @@ struct ReportPage<'a> {
     coverage_note: &'static str,
 }
 
-const MATRIX_HEADERS: [(&str, &str); 14] = [
+const MATRIX_HEADERS: [(&str, &str); 13] = [
     ("server", "Server"),
     ("status", "Status"),
     ("eems", "EEMS state"),
@@ -177,7 +177,6 @@ const MATRIX_HEADERS: [(&str, &str); 14] = [
     ("blocked", "Blocked"),
     ("applied", "Applied"),
     ("telemetry", "Telemetry"),
-    ("flighting", "Flighting"),
     ("build", "Build"),
     ("site", "Site"),
 ];
@@ -257,10 +256,6 @@ fn matrix_row(id: String, r: &ServerRow) -> MatrixRow {
             ),
             check("applied", r.mitigations_applied.join(", "), ""),
             check("telemetry", bool_text(r.telemetry_enabled).into(), ""),
-            {
-                let (text, class) = flighting_cell(r);
-                check("flighting", text, class)
-            },
         ]
     };
     MatrixRow {
@@ -378,8 +373,8 @@ fn evidence_view(r: &ServerRow) -> Vec<EvidenceView> {
     if let Some(f) = &r.flighting_service {
         out.push(line("MSExchangeFlighting", f.clone(), ""));
     }
-    for (name, text) in detail_lines(r) {
-        out.push(line(name, text, ""));
+    for (name, text, class) in detail_lines(r) {
+        out.push(line(name, text, class));
     }
     out
 }

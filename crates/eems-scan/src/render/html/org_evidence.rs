@@ -7,27 +7,10 @@ use eems_core::analysis::evidence::org::{
 use eems_core::facts::AdminAuditFacts;
 use eems_core::report::ServerRow;
 
-/// The matrix's Flighting cell: ring and last run, HealthChecker's "Unknown" where the
-/// build has Feature Flighting and `RingLevel` is null, empty where the build has none.
-pub(super) fn flighting_cell(r: &ServerRow) -> (String, &'static str) {
-    let stale = r
-        .findings
-        .iter()
-        .any(|f| f.starts_with("Feature Flighting last ran") || f.ends_with(RING_LEVEL_UNKNOWN));
-    let ring = match r.ring_level {
-        Some(n) => format!("ring {}", ring_label(n)),
-        None if stale => "Unknown".to_string(),
-        None => String::new(),
-    };
-    let text = match &r.last_flighting_run {
-        Some(t) => format!("{ring}; last run {t}"),
-        None => ring,
-    };
-    (text, if stale { "Yellow" } else { "" })
-}
-
-/// The detail lines: (name, text).
-pub(super) fn detail_lines(r: &ServerRow) -> Vec<(&'static str, String)> {
+/// The server's org-level evidence lines in its details: (name, text, class). Not a matrix
+/// column: a fourteenth column makes the matrix wider than Letter paper (778 px of 739 in
+/// the browser check); a stale run or an unknown ring is Yellow here and a finding.
+pub(super) fn detail_lines(r: &ServerRow) -> Vec<(&'static str, String, &'static str)> {
     let mut out = Vec::new();
     if let Some(t) = &r.when_changed {
         let eems = last_change_was_eems(Some(t), r.mitigations_applied_time.as_deref());
@@ -38,15 +21,28 @@ pub(super) fn detail_lines(r: &ServerRow) -> Vec<(&'static str, String)> {
             } else {
                 t.clone()
             },
+            "",
         ));
     }
     if let Some(n) = r.ring_level {
-        out.push(("Feature Flighting ring", ring_label(n)));
+        out.push(("Feature Flighting ring", ring_label(n), ""));
     } else if r.findings.iter().any(|f| f.ends_with(RING_LEVEL_UNKNOWN)) {
-        out.push(("Feature Flighting ring", RING_LEVEL_UNKNOWN.to_string()));
+        out.push((
+            "Feature Flighting ring",
+            RING_LEVEL_UNKNOWN.to_string(),
+            "Yellow",
+        ));
     }
     if let Some(t) = &r.last_flighting_run {
-        out.push(("Feature Flighting last run", t.clone()));
+        let stale = r
+            .findings
+            .iter()
+            .any(|f| f.starts_with("Feature Flighting last ran"));
+        out.push((
+            "Feature Flighting last run",
+            t.clone(),
+            if stale { "Yellow" } else { "" },
+        ));
     }
     out
 }
@@ -128,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn flighting_cell_details_and_the_audit_section() {
+    fn flighting_details_and_the_audit_section() {
         let mut fresh = row("EX01");
         fresh.ring_level = Some(1);
         fresh.last_flighting_run = Some("2026-11-29T09:00:00Z".into());
@@ -165,18 +161,14 @@ mod tests {
             },
             vec![fresh, stale, unknown, old],
         );
-        let cells = text(&doc, r#"td[data-col="flighting"]"#);
+        // Detail lines, not a matrix column (paper width).
+        assert!(text(&doc, r#"[data-col="flighting"]"#).is_empty());
+        let yellow = text(&doc, "dl.evidence dd.Yellow");
         assert_eq!(
-            cells,
-            [
-                "ring 1 (Worldwide); last run 2026-11-29T09:00:00Z",
-                "ring 2 (Admin Action); last run 2026-10-01T09:00:00Z",
-                "Unknown",
-                ""
-            ]
+            yellow,
+            ["2026-10-01T09:00:00Z", RING_LEVEL_UNKNOWN],
+            "{yellow:?}"
         );
-        let yellow = text(&doc, r#"td[data-col="flighting"].Yellow"#);
-        assert_eq!(yellow.len(), 2, "{yellow:?}");
         let details = text(&doc, "dl.evidence dd").join("\n");
         assert!(
             details.contains(
@@ -184,7 +176,10 @@ mod tests {
             ),
             "{details}"
         );
-        assert!(details.contains(RING_LEVEL_UNKNOWN), "{details}");
+        assert!(
+            details.contains("1 (Worldwide)\n2026-11-29T09:00:00Z"),
+            "{details}"
+        );
         let line = text(&doc, "#admin-audit-line").join("");
         assert!(
             line.contains("1 change of MitigationsEnabled/MitigationsBlocked in 90 days"),
@@ -218,7 +213,7 @@ mod tests {
         let line = text(&doc, "p.Yellow#admin-audit-line").join("");
         assert!(line.contains("View-Only Audit Logs"), "{line}");
         assert!(text(&doc, "table.audit").is_empty());
-        let doc = page(OrgSection::default(), vec![]);
+        let doc = page(OrgSection::default(), vec![row("EX01")]);
         assert!(text(&doc, "#admin-audit").is_empty());
     }
 }
