@@ -9,7 +9,7 @@
 //! Exchange's front end has Extended Protection off for `/PowerShell` by default).
 //!
 //! Only bare command invocations are sent, `Get-OrganizationConfig`, `Get-ExchangeServer` and
-//! `Search-AdminAuditLog` with parameters ([`audit`]): Exchange's runspace is NoLanguage, so
+//! `Search-AdminAuditLog` with parameters (`exchange_ps/audit.rs`): Exchange's runspace is NoLanguage, so
 //! script text is refused, and the projection the old `org.ps1` did in PowerShell happens here
 //! on deserialized property bags.
 //!
@@ -130,7 +130,8 @@ pub enum OrgQueryError {
     Timeout { fqdn: String, secs: u64 },
 }
 
-/// Runs `Get-OrganizationConfig` and `Get-ExchangeServer` on `ep` within `timeout`.
+/// Runs `Get-OrganizationConfig` and `Get-ExchangeServer` on `ep`, then the admin audit
+/// search (`exchange_ps/audit.rs`), all within `timeout`.
 pub async fn query_org(
     creds: Arc<Credentials>,
     ep: &Endpoint,
