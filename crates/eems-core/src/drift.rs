@@ -559,6 +559,7 @@ mod tests {
                 mitigations_enabled: Some(true),
                 queried_on: None,
                 error: None,
+                admin_audit: None,
             },
             summary,
             servers: rows,

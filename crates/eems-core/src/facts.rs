@@ -19,6 +19,49 @@ pub struct OrgFacts {
     pub servers: Vec<ExchangeServerFacts>,
     /// Why Get-ExchangeServer failed, as the remote side said it.
     pub servers_error: Option<String>,
+    /// `Search-AdminAuditLog` for changes of the EEMS switches (README "Evidence"); `None`
+    /// when the path that answered does not search it (the WinRS org probe, older org files).
+    #[serde(default)]
+    pub admin_audit: Option<AdminAuditFacts>,
+}
+
+/// Who changed `MitigationsEnabled`/`MitigationsBlocked`, once per organisation: the
+/// entries of the admin audit log, or why the search failed. A failed search never fails
+/// the org query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminAuditFacts {
+    /// How far back the search looked.
+    #[serde(default)]
+    pub window_days: Option<u32>,
+    #[serde(default)]
+    pub entries: Vec<AdminAuditEntry>,
+    /// Why the search failed: as the remote side said it in the facts, in plain words in
+    /// the report.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One `AdminAuditLogEvent`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminAuditEntry {
+    /// `Caller` (e.g. `contoso.com/Users/Administrator`).
+    pub who: Option<String>,
+    /// `RunDate`, RFC 3339 UTC.
+    pub when: Option<String>,
+    /// `CmdletName`.
+    pub cmdlet: Option<String>,
+    /// `ObjectModified`.
+    pub object: Option<String>,
+    /// `CmdletParameters`: what the cmdlet was given.
+    #[serde(default)]
+    pub changes: Vec<AuditChange>,
+}
+
+/// One `AdminAuditLogCmdletParameter`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditChange {
+    pub name: String,
+    pub value: Option<String>,
 }
 
 /// One `Get-ExchangeServer` object, reduced to what the EEMS check reads.
@@ -38,6 +81,16 @@ pub struct ExchangeServerFacts {
     pub mitigations_applied_time: Option<String>,
     pub data_collection_enabled: Option<bool>,
     pub internet_web_proxy: Option<String>,
+    /// `WhenChangedUTC`: the last change of the server's AD object, RFC 3339 UTC.
+    #[serde(default)]
+    pub when_changed: Option<String>,
+    /// `RingLevel` of Feature Flighting (2019 CU15+ and SE: 0 Early Adopter, 1 Worldwide,
+    /// 2 Admin Action); `None` on builds without it.
+    #[serde(default)]
+    pub ring_level: Option<i32>,
+    /// `LastFlightingServiceRunTime`, RFC 3339 UTC.
+    #[serde(default)]
+    pub last_flighting_run: Option<String>,
 }
 
 /// What the host probe (`eems-probe:host:1`) reports from the server itself.

@@ -12,7 +12,7 @@ use crate::analysis::{
     CertFloor, EemsState, FetchState, IisState, Line, PatternService, ServiceCheck, Status,
     WriteType,
 };
-use crate::facts::EvidenceFacts;
+use crate::facts::{AdminAuditFacts, EvidenceFacts};
 
 /// One server's result. Field names are the report contract (README "Report fields").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +79,16 @@ pub struct ServerRow {
     pub service_started: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flighting_service: Option<String>,
+    // Org-level evidence from the org query over Remote PowerShell (README "Evidence").
+    /// `WhenChangedUTC` of the server's AD object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_changed: Option<String>,
+    /// `RingLevel` of Feature Flighting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_level: Option<i32>,
+    /// `LastFlightingServiceRunTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_flighting_run: Option<String>,
     /// What the evidence probe returned, as collected (JSON only): the auditor's raw record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceFacts>,
@@ -150,6 +160,9 @@ impl ServerRow {
             service_changed: None,
             service_started: None,
             flighting_service: None,
+            when_changed: None,
+            ring_level: None,
+            last_flighting_run: None,
             evidence: None,
         }
     }
@@ -187,6 +200,10 @@ pub struct OrgSection {
     /// The server the org probe ran on.
     pub queried_on: Option<String>,
     pub error: Option<String>,
+    /// Who changed the EEMS switches in the last 90 days (`Search-AdminAuditLog`), or why
+    /// that could not be read; absent where the org query did not search it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_audit: Option<AdminAuditFacts>,
 }
 
 /// An org server the inventory did not list (a coverage gap for the auditor).

@@ -56,7 +56,7 @@ pub struct EvidenceSpec {
 }
 
 /// Longest time ago a fleet file may name (ten years), so every time stays representable.
-const MAX_HOURS_AGO: f64 = 24.0 * 3653.0;
+pub(crate) const MAX_HOURS_AGO: f64 = 24.0 * 3653.0;
 
 impl EvidenceSpec {
     /// Every time is a finite number of hours between 0 and ten years, every series step
@@ -237,7 +237,7 @@ fn cut(s: &str) -> String {
 }
 
 /// How the probe prints a time: ISO 8601 UTC to the second.
-fn at(now: time::OffsetDateTime, hours_ago: f64) -> String {
+pub(crate) fn at(now: time::OffsetDateTime, hours_ago: f64) -> String {
     let t = now - time::Duration::seconds_f64(hours_ago * 3600.0);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",

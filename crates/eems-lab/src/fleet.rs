@@ -44,6 +44,12 @@ pub struct OrgSpec {
     /// organisation; `false` models one that delegates, for the legacy `winrs-snapin` tests.
     #[serde(default = "yes")]
     pub second_hop_denied: bool,
+    /// Search-AdminAuditLog throws with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_audit_error: Option<String>,
+    /// The admin audit log `Search-AdminAuditLog` searches (`[[org.admin_audit]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_audit: Vec<crate::org_evidence::AuditEntrySpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,11 +164,25 @@ pub struct ServerSpec {
     pub in_inventory: bool,
     #[serde(default = "default_install_path")]
     pub install_path: String,
+    /// `WhenChangedUTC` (RFC 3339); by default `mitigations_applied_time` (EEMS's write was
+    /// the last change, as on Microsoft's test data), else [`DEFAULT_WHEN_CHANGED`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_changed: Option<String>,
     #[serde(default)]
     pub faults: Faults,
     /// What host probe v2's evidence part finds (README "Fleet file").
     #[serde(default)]
     pub evidence: crate::evidence::EvidenceSpec,
+    /// `RingLevel` and `LastFlightingServiceRunTime` on Get-ExchangeServer.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub feature_flighting: crate::org_evidence::FeatureFlightingSpec,
+}
+
+/// `WhenChangedUTC` of a server that names neither it nor `mitigations_applied_time`.
+pub const DEFAULT_WHEN_CHANGED: &str = "2024-06-03T10:00:00Z";
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Ways a simulated host misbehaves. All off by default.
@@ -228,6 +248,12 @@ impl Fleet {
             s.evidence
                 .validate()
                 .map_err(|e| format!("server {}: {e}", s.name))?;
+            s.feature_flighting
+                .validate()
+                .map_err(|e| format!("server {}: {e}", s.name))?;
+        }
+        for a in &self.org.admin_audit {
+            a.validate().map_err(|e| format!("org: {e}"))?;
         }
         Ok(())
     }
@@ -283,6 +309,12 @@ impl ServerSpec {
         self.fqdn
             .clone()
             .unwrap_or_else(|| format!("{}.lab.local", self.name.to_ascii_lowercase()))
+    }
+    pub fn when_changed(&self) -> String {
+        self.when_changed
+            .clone()
+            .or_else(|| self.mitigations_applied_time.clone())
+            .unwrap_or_else(|| DEFAULT_WHEN_CHANGED.into())
     }
     pub fn is_edge(&self) -> bool {
         self.role.to_ascii_lowercase().contains("edge")
@@ -389,6 +421,23 @@ mod tests {
             .iis_rules
             .as_ref()
             .is_some_and(|r| r.iter().any(|r| !r.enabled))));
+        // Org-level evidence: a stale Flighting run, a null RingLevel, an audit trail with
+        // an entry that switched EEMS off and one outside the 90 days searched.
+        let ff = |p: &dyn Fn(&crate::org_evidence::FeatureFlightingSpec) -> bool| {
+            fleet.servers.iter().any(|s| p(&s.feature_flighting))
+        };
+        assert!(ff(&|x| x
+            .last_run_hours_ago
+            .is_some_and(|h| h > 24.0 * 7.0)));
+        assert!(ff(&|x| x.ring_level_null));
+        let audit = &fleet.org.admin_audit;
+        assert!((3..=5).contains(&audit.len()));
+        assert!(audit.iter().any(|a| {
+            a.parameters
+                .iter()
+                .any(|p| p.name == "MitigationsEnabled" && p.value == "False")
+        }));
+        assert!(audit.iter().any(|a| a.hours_ago > 24.0 * 90.0));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::evidence::{EventSeries, EvidenceSpec, FlightingSpec, IisRuleSpec, ServiceChangeSpec};
 use crate::fleet::{Faults, Fleet, ListenerSpec, OrgSpec, ServerSpec};
+use crate::org_evidence::{AuditEntrySpec, AuditParameterSpec};
 use std::net::Ipv4Addr;
 
 pub struct GenOptions {
@@ -187,6 +188,9 @@ fn healthy(name: String, i: usize, rng: &mut SplitMix64, o: &GenOptions) -> Serv
             log_hours_ago: Some(rng.below(60) as f64 / 60.0),
             ..EvidenceSpec::default()
         },
+        // WhenChangedUTC follows MitigationsAppliedTime; Flighting follows the build.
+        when_changed: None,
+        feature_flighting: Default::default(),
     }
 }
 
@@ -286,6 +290,8 @@ fn apply_finding(s: &mut ServerSpec, f: Finding, rng: &mut SplitMix64) {
                 status: "Stopped".into(),
                 start_type: "Disabled".into(),
             });
+            // Stopped twelve days ago: Get-ExchangeServer shows its last run from then.
+            s.feature_flighting.last_run_hours_ago = Some(24.0 * 12.0);
         }
         Finding::Edge => {
             s.role = "Edge".into();
@@ -313,6 +319,57 @@ fn apply_fault(s: &mut ServerSpec, f: FaultKind, rng: &mut SplitMix64) {
         FaultKind::Noise => x.noise = true,
         FaultKind::Ps51 => x.ps51_quirks = true,
     }
+}
+
+/// The generated organisation's admin audit log: EEMS switched off for a night and back on,
+/// one server's block list set, and a change older than the 90 days searched.
+fn audit_trail() -> Vec<AuditEntrySpec> {
+    let entry = |who: &str, days: f64, cmdlet: &str, object: &str, name: &str, value: &str| {
+        AuditEntrySpec {
+            caller: format!("lab.local/Users/{who}"),
+            hours_ago: days * 24.0,
+            cmdlet_name: cmdlet.into(),
+            object_modified: object.into(),
+            parameters: vec![AuditParameterSpec {
+                name: name.into(),
+                value: value.into(),
+            }],
+        }
+    };
+    vec![
+        entry(
+            "opsadmin",
+            20.0,
+            "Set-OrganizationConfig",
+            "LabOrg",
+            "MitigationsEnabled",
+            "False",
+        ),
+        entry(
+            "opsadmin",
+            19.5,
+            "Set-OrganizationConfig",
+            "LabOrg",
+            "MitigationsEnabled",
+            "True",
+        ),
+        entry(
+            "exadmin",
+            45.0,
+            "Set-ExchangeServer",
+            "EX0002",
+            "MitigationsBlocked",
+            "M2",
+        ),
+        entry(
+            "former",
+            120.0,
+            "Set-OrganizationConfig",
+            "LabOrg",
+            "MitigationsEnabled",
+            "True",
+        ),
+    ]
 }
 
 /// Shuffles `0..n` with Fisher–Yates.
@@ -380,6 +437,8 @@ pub fn generate(o: &GenOptions) -> Fleet {
             error: None,
             servers_error: None,
             second_hop_denied: false,
+            admin_audit_error: None,
+            admin_audit: audit_trail(),
         },
         accounts: Vec::new(),
         listener: ListenerSpec::default(),
@@ -482,6 +541,16 @@ mod tests {
         );
         assert!(count(&|x| !e(x).service_changes.is_empty()) >= 1);
         assert!(count(&|x| e(x).flighting.is_some()) >= 1);
+        // A stopped MSExchangeFlighting shows on Get-ExchangeServer as an old last run.
+        let now = time::OffsetDateTime::now_utc();
+        assert!(
+            count(&|x| e(x).flighting.is_some_and(|f| f.status == "Stopped")
+                && x.feature_flighting.last_run(&x.build, now).is_some()
+                && x.feature_flighting.last_run_hours_ago > Some(24.0 * 7.0))
+                >= 1
+        );
+        assert!(f.org.admin_audit.len() >= 3);
+        assert!(f.validate().is_ok());
         assert!(count(&|x| x.faults.down) >= 1);
         assert!(count(&|x| x.faults.hang) >= 1);
         assert!(count(&|x| x.faults.wrong_password) >= 1);

@@ -15,6 +15,7 @@
 //! - [`wsman`]: WS-Management/WinRS operations and the per-host shell table;
 //! - [`powershell`]: what `powershell.exe -EncodedCommand` does with the probe scripts;
 //! - [`log`]: the JSON-lines request log tests assert on;
+//! - [`org_evidence`]: Feature Flighting and the admin audit log as the org query sees them;
 //! - [`generate`]: the fleet generator for scale tests;
 //! - [`demo`] and [`bench`]: the demo and the benchmark, which run the real `eems-scan`
 //!   binary against a lab;
@@ -33,6 +34,7 @@ pub mod kdc;
 pub mod kerberos;
 pub mod log;
 pub mod ntlm;
+pub mod org_evidence;
 pub mod powershell;
 pub mod testkit;
 pub mod tls;
@@ -228,6 +230,7 @@ impl Lab {
             let opts = exchange_ps::Options {
                 port,
                 no_role: Vec::new(),
+                no_audit_role: Vec::new(),
                 log: self.log.clone(),
                 https: false,
             };

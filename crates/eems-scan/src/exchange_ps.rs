@@ -8,9 +8,10 @@
 //! plain SOAP after the Kerberos handshake, as Windows does over HTTPS (no channel binding:
 //! Exchange's front end has Extended Protection off for `/PowerShell` by default).
 //!
-//! Only two bare command invocations are sent, `Get-OrganizationConfig` and
-//! `Get-ExchangeServer`: Exchange's runspace is NoLanguage, so script text is refused, and the
-//! projection the old `org.ps1` did in PowerShell happens here on deserialized property bags.
+//! Only bare command invocations are sent, `Get-OrganizationConfig`, `Get-ExchangeServer` and
+//! `Search-AdminAuditLog` with parameters (`exchange_ps/audit.rs`): Exchange's runspace is NoLanguage, so
+//! script text is refused, and the projection the old `org.ps1` did in PowerShell happens here
+//! on deserialized property bags.
 //!
 //! # Why an own WS-Man transport here
 //!
@@ -41,6 +42,8 @@ use psrp_rs::{Command, Pipeline, PsValue, PsrpError, PsrpTransport, RunspacePool
 use tokio::sync::Mutex;
 
 use crate::kerberos::{Credentials, KerberosError};
+
+mod audit;
 
 use eems_core::sealing::{self, Protocol};
 
@@ -127,13 +130,15 @@ pub enum OrgQueryError {
     Timeout { fqdn: String, secs: u64 },
 }
 
-/// Runs `Get-OrganizationConfig` and `Get-ExchangeServer` on `ep` within `timeout`.
+/// Runs `Get-OrganizationConfig` and `Get-ExchangeServer` on `ep`, then the admin audit
+/// search (`exchange_ps/audit.rs`), all within `timeout`.
 pub async fn query_org(
     creds: Arc<Credentials>,
     ep: &Endpoint,
     timeout: Duration,
 ) -> Result<OrgFacts, OrgQueryError> {
-    within(timeout, &ep.fqdn, query_inner(creds, ep)).await
+    let deadline = tokio::time::Instant::now() + timeout;
+    within(timeout, &ep.fqdn, query_inner(creds, ep, deadline)).await
 }
 
 async fn within<T>(
@@ -150,7 +155,11 @@ async fn within<T>(
     }
 }
 
-async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts, OrgQueryError> {
+async fn query_inner(
+    creds: Arc<Credentials>,
+    ep: &Endpoint,
+    deadline: tokio::time::Instant,
+) -> Result<OrgFacts, OrgQueryError> {
     let mut session = Session::open(creds, ep).await?;
     let answers = async {
         let org = session
@@ -165,6 +174,11 @@ async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts,
         Ok::<_, OrgQueryError>((org, servers))
     }
     .await;
+    // Only once the org facts are in: whatever happens to the audit search, they stand.
+    let admin_audit = match &answers {
+        Ok(_) => Some(audit::search(&mut session.pool, deadline).await),
+        Err(_) => None,
+    };
     session.close().await;
     let (org, servers) = answers?;
     let mut facts = OrgFacts::default();
@@ -180,6 +194,7 @@ async fn query_inner(creds: Arc<Credentials>, ep: &Endpoint) -> Result<OrgFacts,
         Ok(values) => facts.servers = values.iter().map(server_facts).collect(),
         Err(msg) => facts.servers_error = Some(msg),
     }
+    facts.admin_audit = admin_audit;
     Ok(facts)
 }
 
@@ -219,27 +234,17 @@ impl Session {
         cmdlet: &'static str,
         command: Command,
     ) -> Result<Result<Vec<PsValue>, String>, OrgQueryError> {
-        match Pipeline::empty()
-            .add_command(command)
-            .run(&mut self.pool)
-            .await
-        {
-            Ok(v) => Ok(Ok(v)),
-            Err(PsrpError::PipelineFailed(msg)) => {
-                // RBAC hides the cmdlets an account may not run: they do not exist for it.
-                if msg.contains("is not recognized as the name of a cmdlet") {
-                    Err(OrgQueryError::Rbac { cmdlet })
-                } else {
-                    Ok(Err(msg))
-                }
-            }
+        match run_command(&mut self.pool, command).await {
+            // RBAC hides the cmdlets an account may not run: they do not exist for it.
+            Ok(Err(msg)) if msg.contains(NOT_RECOGNIZED) => Err(OrgQueryError::Rbac { cmdlet }),
+            Ok(r) => Ok(r),
             Err(e) => Err(typed(&self.failure, &self.fqdn, e)),
         }
     }
 
-    /// Best effort: the server drops an idle shell on its own.
+    /// Best effort and bounded: the server drops an idle shell on its own.
     async fn close(self) {
-        let _ = self.pool.close().await;
+        let _ = tokio::time::timeout(audit::CLOSE_MARGIN, self.pool.close()).await;
     }
 }
 
@@ -253,6 +258,20 @@ fn typed(failure: &Failure, fqdn: &str, e: PsrpError) -> OrgQueryError {
             fqdn: fqdn.to_string(),
             detail: e.to_string(),
         })
+}
+
+const NOT_RECOGNIZED: &str = "is not recognized as the name of a cmdlet";
+
+/// One command invocation: outer error, the transport; inner error, the cmdlet's own.
+async fn run_command(
+    pool: &mut RunspacePool<ExchangeTransport>,
+    command: Command,
+) -> Result<Result<Vec<PsValue>, String>, PsrpError> {
+    match Pipeline::empty().add_command(command).run(pool).await {
+        Ok(v) => Ok(Ok(v)),
+        Err(PsrpError::PipelineFailed(msg)) => Ok(Err(msg)),
+        Err(e) => Err(e),
+    }
 }
 
 fn prop<'a>(v: &'a PsValue, name: &str) -> Option<&'a PsValue> {
@@ -270,22 +289,26 @@ fn boolean(v: &PsValue, name: &str) -> Option<bool> {
     prop(v, name).and_then(PsValue::as_bool)
 }
 
-/// A multi-valued property: null (an unset AD attribute) is an empty list. psrp-rs decodes a
-/// list-valued `<Obj N=..><LST>` property as an object holding the list under `_value`.
-fn strings(v: &PsValue, name: &str) -> Vec<String> {
-    let value = prop(v, name);
-    let value = match value {
-        Some(PsValue::Object(o)) => o.get("_value"),
+/// The elements of a multi-valued property: null (an unset AD attribute) is none, a single
+/// value is one. psrp-rs decodes a list-valued `<Obj N=..><LST>` property as an object holding
+/// the list under `_value`.
+fn items<'a>(v: &'a PsValue, name: &str) -> Vec<&'a PsValue> {
+    let value = match prop(v, name) {
+        Some(PsValue::Object(o)) if o.get("_value").is_some() => o.get("_value"),
         other => other,
     };
     match value {
-        Some(PsValue::List(l)) => l
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect(),
-        Some(s) => s.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
-        None => Vec::new(),
+        Some(PsValue::List(l)) => l.iter().collect(),
+        Some(PsValue::Null) | None => Vec::new(),
+        Some(one) => vec![one],
     }
+}
+
+fn strings(v: &PsValue, name: &str) -> Vec<String> {
+    items(v, name)
+        .into_iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
 }
 
 /// `dom/Configuration/Sites/Site1` (an ADObjectId's string form) -> `Site1`.
@@ -317,6 +340,9 @@ fn server_facts(v: &PsValue) -> ExchangeServerFacts {
         mitigations_applied_time: string(v, "MitigationsAppliedTime").map(|t| utc(&t)),
         data_collection_enabled: boolean(v, "DataCollectionEnabled"),
         internet_web_proxy: string(v, "InternetWebProxy"),
+        when_changed: string(v, "WhenChangedUTC").map(|t| utc(&t)),
+        ring_level: prop(v, "RingLevel").and_then(PsValue::as_i32),
+        last_flighting_run: string(v, "LastFlightingServiceRunTime").map(|t| utc(&t)),
     }
 }
 

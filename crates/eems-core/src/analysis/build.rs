@@ -148,6 +148,15 @@ impl Serialize for Product {
 /// includes SE pre-RTM builds 15.2.2562.0–.16).
 const SE_FIRST_BUILD: u32 = 2562;
 
+/// 2019 CU15 (15.2.1748.x), the first build with Feature Flighting (SE has it too).
+const FLIGHTING_FIRST_BUILD: u32 = 1748;
+
+/// Whether the build has Feature Flighting (`RingLevel`, MSExchangeFlighting): 2019 CU15+
+/// and SE, the builds HealthChecker shows its Feature Flighting block for.
+pub fn has_feature_flighting(b: ExchangeBuild) -> bool {
+    (b.major, b.minor) == (15, 2) && b.build >= FLIGHTING_FIRST_BUILD
+}
+
 /// HealthChecker's `Get-ExchangeBuildVersionInformation` mapping.
 pub fn product(b: ExchangeBuild) -> Product {
     match (b.major, b.minor) {

@@ -379,5 +379,7 @@ pub fn assess_evidence(
     v
 }
 
+pub mod org;
+
 #[cfg(test)]
 mod tests;

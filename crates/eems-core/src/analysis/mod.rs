@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::{ExchangeServerFacts, HostFacts, OrgFacts};
 use build::{ExchangeBuild, FetchTier, Product};
+pub use evidence::org::{admin_audit_line, admin_audit_report, org_server_findings};
 pub use evidence::{EvidenceVerdicts, IisIssue, IisState, assess_evidence};
 pub use verdict::{
     CertFloor, EemsState, FetchState, PatternService, ServiceCheck, Status, WriteType,

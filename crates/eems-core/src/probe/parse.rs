@@ -137,6 +137,8 @@ pub fn parse_org(stdout: &str) -> Result<OrgFacts, ParseError> {
         error: str_field(&obj, "organization_error"),
         servers,
         servers_error: str_field(&obj, "servers_error"),
+        // The WinRS org probe does not search the admin audit log (Remote PowerShell does).
+        admin_audit: None,
     })
 }
 
@@ -164,6 +166,8 @@ fn server(s: &Map<String, Value>, i: usize) -> Result<ExchangeServerFacts, Parse
         mitigations_applied_time: date_field(s, "mitigations_applied_time"),
         data_collection_enabled: bool_field(s, "data_collection_enabled"),
         internet_web_proxy: str_field(s, "internet_web_proxy"),
+        // Not in the WinRS org probe's contract; the org query over Remote PowerShell reads them.
+        ..Default::default()
     })
 }
 

@@ -19,12 +19,16 @@ use crate::pywinrm::python_with;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs pypsrp[kerberos] in .venv and MIT Kerberos: .ci/run runs it with --ignored"]
-async fn pypsrp_runs_both_cmdlets_over_kerberos_and_script_text_is_refused() {
+async fn pypsrp_runs_the_cmdlets_over_kerberos_and_script_text_is_refused() {
     let py = python_with("pypsrp, gssapi").expect(
         "no Python with pypsrp[kerberos]: create .venv as .ci/run does, or point EEMS_PYTHON at one",
     );
+    // One EEMS change within 90 days, one older: Search-AdminAuditLog must filter by StartDate.
     let fleet = fleet_from_toml(&fleet_toml(
-        "",
+        r#"admin_audit = [
+  { caller = "lab.local/Users/bob", hours_ago = 20.0, cmdlet_name = "Set-OrganizationConfig", object_modified = "Fabrikam", parameters = [{ name = "MitigationsEnabled", value = "False" }] },
+  { caller = "lab.local/Users/dave", hours_ago = 2400.0, cmdlet_name = "Set-OrganizationConfig", object_modified = "Fabrikam", parameters = [{ name = "MitigationsEnabled", value = "True" }] },
+]"#,
         &[
             ("PS01".into(), "127.0.72.1".into(), String::new()),
             ("PS02".into(), "127.0.72.2".into(), String::new()),
@@ -40,6 +44,7 @@ async fn pypsrp_runs_both_cmdlets_over_kerberos_and_script_text_is_refused() {
         exchange_ps::Options {
             port: 0,
             no_role: vec![],
+            no_audit_role: vec![],
             log: log.clone(),
             https: false,
         },

@@ -6,7 +6,9 @@ Arguments: address port fqdn org_name server_count. The ticket comes from KRB5CC
 by the Rust side), the realm from KRB5_CONFIG. Prints one line per check; exits non-zero on
 the first failure.
 """
+import datetime
 import sys
+import xml.etree.ElementTree as ET
 
 from pypsrp.exceptions import AuthenticationError
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -30,6 +32,17 @@ def wsman(auth="kerberos", **kw):
         connection_timeout=10,
         **kw,
     )
+
+
+def is_time(v):
+    # pypsrp leaves a <DT> as its ISO 8601 text.
+    if isinstance(v, datetime.datetime):
+        return True
+    try:
+        datetime.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
 
 
 def check(cond, what):
@@ -59,6 +72,31 @@ with RunspacePool(wsman(), configuration_name="Microsoft.Exchange") as pool:
     check("/Configuration/Sites/" in str(props.get("Site")), "Site is an ADObjectId string: %r" % props.get("Site"))
     check(str(props.get("AdminDisplayVersion", "")).startswith("Version 15."), "AdminDisplayVersion is a string")
     check("MitigationsApplied" in props and "MitigationsAppliedTime" in props, "mitigation properties present")
+    check(is_time(props.get("WhenChangedUTC")), "WhenChangedUTC is a DateTime: %r" % (props.get("WhenChangedUTC"),))
+    check("RingLevel" in props and "LastFlightingServiceRunTime" in props, "Feature Flighting properties present")
+
+    # Search-AdminAuditLog as a bare command with list and DateTime parameters.
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Search-AdminAuditLog")
+    ps.add_parameter("Cmdlets", ["Set-OrganizationConfig", "Set-ExchangeServer"])
+    ps.add_parameter("Parameters", ["MitigationsEnabled", "MitigationsBlocked"])
+    # pypsrp cannot serialize a datetime (<DT>); PowerShell's binder converts the string.
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=90)
+    ps.add_parameter("StartDate", start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    events = ps.invoke()
+    check(not ps.had_errors and len(events) == 1, "Search-AdminAuditLog returns the one change within 90 days (%d)" % len(events))
+    props = events[0].adapted_properties or {}
+    props.update(events[0].extended_properties or {})
+    check(props.get("Caller") == "lab.local/Users/bob", "Caller is %r" % props.get("Caller"))
+    check(is_time(props.get("RunDate")), "RunDate is a DateTime: %r" % (props.get("RunDate"),))
+    # A MultiValuedProperty's type is not one pypsrp knows as a list: it keeps the <LST> as XML.
+    params = props.get("CmdletParameters")
+    lst = ET.fromstring(params.property_sets[0]) if getattr(params, "property_sets", None) else None
+    first = {}
+    if lst is not None and len(lst):
+        first = {e.attrib.get("N"): e.text for e in lst[0].iter() if "N" in e.attrib}
+    check("MultiValuedProperty" in " ".join(params.types), "CmdletParameters is a MultiValuedProperty: %r" % params.types)
+    check(first.get("Name") == "MitigationsEnabled" and first.get("Value") == "False", "CmdletParameters carry Name and Value: %r" % first)
 
     # NoLanguage: script text is refused with Exchange's words.
     ps = PowerShell(pool)

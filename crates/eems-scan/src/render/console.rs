@@ -89,6 +89,38 @@ const W_SERVICE: usize = 11;
 const W_PATTERN: usize = 11;
 const W_BLOCKED: usize = 5;
 
+/// The admin audit trail in one line of 80 columns; the JSON and HTML reports have the
+/// entries and the whole error.
+fn audit_line(a: &eems_core::facts::AdminAuditFacts) -> String {
+    use eems_core::analysis::evidence::org::{ADMIN_AUDIT_DAYS, AUDIT_RBAC, disabled_mitigations};
+    let days = a.window_days.unwrap_or(ADMIN_AUDIT_DAYS);
+    if let Some(e) = &a.error {
+        if e == AUDIT_RBAC {
+            return "Admin audit: not searched, the account lacks the View-Only Audit Logs role"
+                .to_string();
+        }
+        return format!("Admin audit: {e}");
+    }
+    let Some(newest) = a.entries.first() else {
+        return format!("Admin audit: no EEMS switch changed in {days} days");
+    };
+    // `contoso.com/Users/bob` -> `bob`: the column is narrow; the reports have the whole name.
+    let who = newest.who.as_deref().unwrap_or("?");
+    let who = who.rsplit(['/', '\\']).next().unwrap_or(who);
+    let off = a.entries.iter().filter(|e| disabled_mitigations(e)).count();
+    format!(
+        "Admin audit: {} change{} in {days} days{}, newest by {who} at {}",
+        a.entries.len(),
+        if a.entries.len() == 1 { "" } else { "s" },
+        if off > 0 {
+            format!(" ({off} disabled EEMS)")
+        } else {
+            String::new()
+        },
+        newest.when.as_deref().unwrap_or("?"),
+    )
+}
+
 /// Renders the summary printed after a scan.
 pub fn render(org: &OrgSection, rows: &[ConsoleRow], summary: &Summary, style: Style) -> String {
     let mut out = String::new();
@@ -104,6 +136,9 @@ pub fn render(org: &OrgSection, rows: &[ConsoleRow], summary: &Summary, style: S
         "{}",
         clip(&format!("Organisation {org_name}: {org_state}"), 80)
     );
+    if let Some(a) = &org.admin_audit {
+        let _ = writeln!(out, "{}", clip(&audit_line(a), 80));
+    }
 
     let mut shown: Vec<&ConsoleRow> = if rows.len() <= FULL_TABLE_MAX {
         rows.iter().collect()
@@ -270,6 +305,69 @@ mod tests {
                 line.chars().count()
             );
         }
+    }
+
+    #[test]
+    fn the_admin_audit_is_one_line_of_80_columns() {
+        use eems_core::analysis::admin_audit_report;
+        use eems_core::facts::{AdminAuditEntry, AdminAuditFacts, AuditChange};
+        let entry = |who: &str, when: &str, off: bool| AdminAuditEntry {
+            who: Some(who.into()),
+            when: Some(when.into()),
+            cmdlet: Some("Set-OrganizationConfig".into()),
+            object: Some("Fabrikam".into()),
+            changes: vec![AuditChange {
+                name: "MitigationsEnabled".into(),
+                value: Some(if off { "False" } else { "True" }.into()),
+            }],
+        };
+        let cases = [
+            (
+                AdminAuditFacts {
+                    entries: vec![
+                        entry("lab.local/Users/alice", "2026-10-01T08:00:00Z", false),
+                        entry(
+                            "lab.local/Users/a-very-long-account-name-indeed",
+                            "2026-11-20T09:30:00Z",
+                            true,
+                        ),
+                    ],
+                    ..Default::default()
+                },
+                "Admin audit: 2 changes in 90 days (1 disabled EEMS), newest by a-very-long-acco…",
+            ),
+            (
+                AdminAuditFacts::default(),
+                "Admin audit: no EEMS switch changed in 90 days",
+            ),
+            (
+                AdminAuditFacts {
+                    error: Some(
+                        "The term 'Search-AdminAuditLog' is not recognized as the name of a cmdlet"
+                            .into(),
+                    ),
+                    ..Default::default()
+                },
+                "Admin audit: not searched, the account lacks the View-Only Audit Logs role",
+            ),
+        ];
+        for (facts, want) in cases {
+            let org = OrgSection {
+                admin_audit: Some(admin_audit_report(&facts)),
+                ..Default::default()
+            };
+            let text = render(&org, &[], &Summary::default(), Style { color: false });
+            let line = text.lines().nth(1).unwrap();
+            assert!(line.starts_with(want), "{line}");
+            assert!(line.chars().count() <= 80, "{line}");
+        }
+        let text = render(
+            &OrgSection::default(),
+            &[],
+            &Summary::default(),
+            Style { color: false },
+        );
+        assert!(!text.contains("Admin audit"), "{text}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::{RowSink, ScanEnd, ScanStart};
 use eems_core::report::ServerRow;
 
 /// Column names, the report contract. Order is part of the file, not of the contract.
-pub const HEADER: [&str; 35] = [
+pub const HEADER: [&str; 38] = [
     "server",
     "address",
     "role",
@@ -42,6 +42,9 @@ pub const HEADER: [&str; 35] = [
     "service_changed",
     "service_started",
     "flighting_service",
+    "when_changed",
+    "ring_level",
+    "last_flighting_run",
 ];
 
 /// Streams rows to any writer; `W` is an `Output` for reports.
@@ -102,6 +105,9 @@ pub fn record(r: &ServerRow) -> Vec<String> {
         opt(&r.service_changed),
         opt(&r.service_started),
         opt(&r.flighting_service),
+        opt(&r.when_changed),
+        opt(&r.ring_level),
+        opt(&r.last_flighting_run),
     ]
     .into_iter()
     .map(defuse_formula)

@@ -73,6 +73,7 @@ mod tests {
                 mitigations_enabled: Some(true),
                 queried_on: Some("EX01".into()),
                 error: None,
+                admin_audit: None,
             },
         })
         .unwrap();

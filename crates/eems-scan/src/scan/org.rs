@@ -51,6 +51,9 @@ impl OrgResult {
                 .error
                 .clone()
                 .or_else(|| facts.and_then(|f| f.error.clone())),
+            admin_audit: facts
+                .and_then(|f| f.admin_audit.as_ref())
+                .map(eems_core::analysis::admin_audit_report),
         }
     }
 

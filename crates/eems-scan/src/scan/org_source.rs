@@ -42,8 +42,10 @@ pub(super) fn no_kerberos_in_this_build() -> String {
 pub const MAX_ORG_DATA_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// One line for the Exchange Management Shell that writes what the org query reads, as JSON
-/// with the field names of [`OrgFacts`] (`eems-scan org-command`).
-pub const ORG_COMMAND: &str = r#"$o = Get-OrganizationConfig; $s = @(Get-ExchangeServer | ForEach-Object { [ordered]@{ name = $_.Name; fqdn = $_.Fqdn; site = $(if ($_.Site) { $_.Site.Name }); server_role = "$($_.ServerRole)"; is_edge_server = $_.IsEdgeServer; admin_display_version = "$($_.AdminDisplayVersion)"; mitigations_enabled = $_.MitigationsEnabled; mitigations_applied = @($_.MitigationsApplied | ForEach-Object { "$_" }); mitigations_blocked = @($_.MitigationsBlocked | ForEach-Object { "$_" }); mitigations_applied_time = $(if ($_.MitigationsAppliedTime) { $_.MitigationsAppliedTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ') }); data_collection_enabled = $_.DataCollectionEnabled; internet_web_proxy = $(if ($_.InternetWebProxy) { "$($_.InternetWebProxy)" }) } }); [ordered]@{ eems_org_data = 1; written = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'); name = $o.Name; mitigations_enabled = $o.MitigationsEnabled; servers = $s } | ConvertTo-Json -Depth 4 | Set-Content -Encoding UTF8 eems-org.json"#;
+/// with the field names of [`OrgFacts`] (`eems-scan org-command`). The admin audit search
+/// is in a `try`: an account without the audit role still writes the org facts, with the
+/// error. Files written before the Flighting and audit fields load as before.
+pub const ORG_COMMAND: &str = r#"$o = Get-OrganizationConfig; $s = @(Get-ExchangeServer | ForEach-Object { [ordered]@{ name = $_.Name; fqdn = $_.Fqdn; site = $(if ($_.Site) { $_.Site.Name }); server_role = "$($_.ServerRole)"; is_edge_server = $_.IsEdgeServer; admin_display_version = "$($_.AdminDisplayVersion)"; mitigations_enabled = $_.MitigationsEnabled; mitigations_applied = @($_.MitigationsApplied | ForEach-Object { "$_" }); mitigations_blocked = @($_.MitigationsBlocked | ForEach-Object { "$_" }); mitigations_applied_time = $(if ($_.MitigationsAppliedTime) { $_.MitigationsAppliedTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ') }); data_collection_enabled = $_.DataCollectionEnabled; internet_web_proxy = $(if ($_.InternetWebProxy) { "$($_.InternetWebProxy)" }); when_changed = $(if ($_.WhenChangedUTC) { $_.WhenChangedUTC.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ') }); ring_level = $_.RingLevel; last_flighting_run = $(if ($_.LastFlightingServiceRunTime) { $_.LastFlightingServiceRunTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ') }) } }); $a = [ordered]@{ window_days = 90; entries = @(); error = $null }; try { $a.entries = @(Search-AdminAuditLog -Cmdlets Set-OrganizationConfig,Set-ExchangeServer -Parameters MitigationsEnabled,MitigationsBlocked -StartDate (Get-Date).ToUniversalTime().AddDays(-90) -ErrorAction Stop | ForEach-Object { [ordered]@{ who = "$($_.Caller)"; when = $_.RunDate.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'); cmdlet = "$($_.CmdletName)"; object = "$($_.ObjectModified)"; changes = @($_.CmdletParameters | ForEach-Object { [ordered]@{ name = "$($_.Name)"; value = "$($_.Value)" } }) } }) } catch { $a.error = "$_" }; [ordered]@{ eems_org_data = 1; written = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'); name = $o.Name; mitigations_enabled = $o.MitigationsEnabled; servers = $s; admin_audit = $a } | ConvertTo-Json -Depth 6 | Set-Content -Encoding UTF8 eems-org.json"#;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +298,46 @@ mod tests {
         let (facts, note) = load_org_data(&write(dir.path(), "good.json", &good)).unwrap();
         assert_eq!(facts.name.as_deref(), Some("Contoso"));
         assert_eq!(facts.servers[0].mitigations_applied, ["PING1"]);
+        // Written before the Flighting and audit fields: accepted, the fields unknown.
+        assert_eq!(facts.admin_audit, None);
+        assert_eq!(facts.servers[0].ring_level, None);
+
+        let newer = good.replace(
+            "\"mitigations_blocked\":[]}]}",
+            "\"mitigations_blocked\":[],\"when_changed\":\"2026-11-03T04:05:06Z\",\"ring_level\":1,\
+             \"last_flighting_run\":null}],\"admin_audit\":{\"window_days\":90,\"entries\":[{\"who\":\"contoso.com/Users/bob\",\
+             \"when\":\"2026-11-20T09:30:00Z\",\"cmdlet\":\"Set-OrganizationConfig\",\"object\":\"Contoso\",\
+             \"changes\":[{\"name\":\"MitigationsEnabled\",\"value\":\"False\"}]}],\"error\":null}}",
+        );
+        assert_ne!(newer, good);
+        let (facts, _) = load_org_data(&write(dir.path(), "newer.json", &newer)).unwrap();
+        let s = &facts.servers[0];
+        assert_eq!(s.when_changed.as_deref(), Some("2026-11-03T04:05:06Z"));
+        assert_eq!(
+            (s.ring_level, s.last_flighting_run.as_deref()),
+            (Some(1), None)
+        );
+        let audit = facts.admin_audit.unwrap();
+        assert_eq!(
+            audit.entries[0].who.as_deref(),
+            Some("contoso.com/Users/bob")
+        );
+        assert_eq!(audit.entries[0].changes[0].value.as_deref(), Some("False"));
+        // An account without the audit role: the file still carries the org facts.
+        let refused = good.replace(
+            "}]}",
+            "}],\"admin_audit\":{\"window_days\":90,\"entries\":[],\"error\":\"The term 'Search-AdminAuditLog' is not recognized\"}}",
+        );
+        let (facts, _) = load_org_data(&write(dir.path(), "refused.json", &refused)).unwrap();
+        assert_eq!(facts.servers.len(), 1);
+        assert!(
+            facts
+                .admin_audit
+                .unwrap()
+                .error
+                .unwrap()
+                .contains("not recognized")
+        );
         assert!(
             note.contains("good.json") && note.contains("written 20"),
             "{note}"

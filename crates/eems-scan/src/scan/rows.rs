@@ -43,6 +43,9 @@ pub(super) fn fill_server_facts(
     row.mitigations_blocked = f.mitigations_blocked.clone();
     row.mitigations_applied_time = f.mitigations_applied_time.clone();
     row.telemetry_enabled = f.data_collection_enabled;
+    row.when_changed = f.when_changed.clone();
+    row.ring_level = f.ring_level;
+    row.last_flighting_run = f.last_flighting_run.clone();
 }
 
 pub(super) fn fill_assessment(
@@ -56,6 +59,9 @@ pub(super) fn fill_assessment(
     let v = analysis::assess_evidence(host.evidence.as_ref(), server, a.build, now);
     a.add_evidence(&v);
     if a.status != Status::Skipped {
+        // Informational: no status changes (README "Evidence", org level).
+        a.findings
+            .extend(analysis::org_server_findings(server, a.build, now));
         row.fetch_state = v.fetch_state;
         row.fetch_errors_window = v.fetch_errors_window;
         row.last_fetch_error_time = v.last_fetch_error_time;

@@ -61,6 +61,7 @@ async fn start(name: &str, octet: u8, kdc_skew_secs: i64) -> KerberosLab {
     let options = |port, https, no_role: Vec<String>| exchange_ps::Options {
         port,
         no_role,
+        no_audit_role: Vec::new(),
         log: ps_log.clone(),
         https,
     };

@@ -108,6 +108,11 @@ async fn org_command_prints_one_ems_line_with_no_script_for_remote_use() {
         "eems_org_data = 1",
         "ConvertTo-Json",
         "eems-org.json",
+        "$_.WhenChangedUTC",
+        "$_.RingLevel",
+        "$_.LastFlightingServiceRunTime",
+        "Search-AdminAuditLog -Cmdlets Set-OrganizationConfig,Set-ExchangeServer -Parameters MitigationsEnabled,MitigationsBlocked -StartDate",
+        "admin_audit = $a",
     ] {
         assert!(text.contains(needed), "{needed} missing: {text}");
     }

@@ -16,7 +16,7 @@ use eems_scan::kerberos::Credentials;
 use winrm_rs::SecretString;
 
 const THIS_TEST: &str =
-    "org_psrp::the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each_failure";
+    "org_psrp::the_org_query_runs_its_cmdlets_over_sealed_kerberos_psrp_and_names_each_failure";
 
 fn endpoint(var: &str) -> Endpoint {
     let v = std::env::var(var).unwrap_or_else(|_| panic!("{var} not set"));
@@ -67,10 +67,47 @@ async fn child() {
     );
     assert_eq!(
         ex01.admin_display_version.as_deref(),
-        Some("Version 15.2 (Build 1544.4)")
+        Some("Version 15.2 (Build 1748.10)")
     );
     assert_eq!(facts.servers[2].mitigations_blocked, ["M1", "M2"]);
     assert_eq!(facts.servers[2].mitigations_applied_time, None);
+    // Feature Flighting and the AD change, with Exchange's names and shapes (Int32,
+    // DateTime, null): EX01 is CU15 with a run 30 days old, EX03 a CU14 without it.
+    assert_eq!(ex01.when_changed.as_deref(), Some("2026-11-03T04:05:06Z"));
+    assert_eq!(ex01.ring_level, Some(2));
+    let ran = time::OffsetDateTime::parse(
+        ex01.last_flighting_run.as_deref().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let days = (time::OffsetDateTime::now_utc() - ran).whole_hours();
+    assert!((719..=721).contains(&days), "{ran}");
+    let ex03 = &facts.servers[2];
+    assert_eq!(
+        (ex03.ring_level, ex03.last_flighting_run.as_deref()),
+        (None, None)
+    );
+    assert_eq!(ex03.when_changed.as_deref(), Some("2024-06-03T10:00:00Z"));
+    // The admin audit log: the two EEMS changes within 90 days, newest first; the entry of
+    // another cmdlet and the one older than 90 days are not asked for.
+    let audit = facts.admin_audit.as_ref().unwrap();
+    assert_eq!(audit.error, None);
+    let who: Vec<_> = audit
+        .entries
+        .iter()
+        .map(|e| e.who.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        who,
+        ["lab.local/Users/bob", "lab.local/Users/alice"],
+        "{audit:?}"
+    );
+    let bob = &audit.entries[0];
+    assert_eq!(bob.cmdlet.as_deref(), Some("Set-OrganizationConfig"));
+    assert_eq!(bob.object.as_deref(), Some("Fabrikam"));
+    assert_eq!(bob.changes[0].name, "MitigationsEnabled");
+    assert_eq!(bob.changes[0].value.as_deref(), Some("False"));
+    assert!(bob.when.as_deref().unwrap().ends_with('Z'));
     // An account without an Exchange role: RBAC hides the cmdlets.
     let e = query_org(creds.clone(), &endpoint("EEMS_PS_NOROLE"), t)
         .await
@@ -92,6 +129,38 @@ async fn child() {
         .await
         .unwrap();
     assert_eq!(facts.servers.len(), 3, "{facts:?}");
+    // An account without the audit role: the org facts stand, the audit search says why.
+    let facts = query_org(creds.clone(), &endpoint("EEMS_PS_NOAUDIT"), t)
+        .await
+        .unwrap();
+    assert_eq!(facts.servers.len(), 3, "{facts:?}");
+    assert_eq!(facts.mitigations_enabled, Some(true));
+    let audit = facts.admin_audit.unwrap();
+    assert!(audit.entries.is_empty());
+    assert!(
+        audit
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("The term 'Search-AdminAuditLog' is not recognized as the name of a cmdlet"),
+        "{audit:?}"
+    );
+    let words = eems_core::analysis::admin_audit_report(&audit)
+        .error
+        .unwrap();
+    assert!(words.contains("View-Only Audit Logs"), "{words}");
+    // The search itself fails (AD unreachable): the org facts stand.
+    let facts = query_org(creds.clone(), &endpoint("EEMS_PS_AUDITFAIL"), t)
+        .await
+        .unwrap();
+    assert_eq!(facts.servers.len(), 3, "{facts:?}");
+    assert_eq!(facts.error, None);
+    let audit = facts.admin_audit.unwrap();
+    assert_eq!(
+        audit.error.as_deref(),
+        Some("Active Directory operation failed on dc01.lab.local."),
+        "{audit:?}"
+    );
     println!("child: all org query scenarios passed");
 }
 
@@ -100,18 +169,19 @@ async fn child() {
     eems_no_kdc,
     ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
 )]
-async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each_failure() {
+async fn the_org_query_runs_its_cmdlets_over_sealed_kerberos_psrp_and_names_each_failure() {
     if in_child() {
         child().await;
         return;
     }
     let fleet = fleet_from_toml(&fleet_toml(
-        "",
+        AUDIT_TRAIL,
         &[
             (
                 "EX01".into(),
                 "127.0.68.1".into(),
-                "site = \"Site-A\"\nmitigations_applied = [\"PING1\"]\nmitigations_applied_time = \"2026-11-03T05:05:06+01:00\"".into(),
+                "site = \"Site-A\"\nmitigations_applied = [\"PING1\"]\nmitigations_applied_time = \"2026-11-03T05:05:06+01:00\"\n\
+                 build = \"15.2.1748.10\"\nfeature_flighting = { ring_level = 2, last_run_hours_ago = 720.0 }".into(),
             ),
             (
                 "EX02".into(),
@@ -132,6 +202,7 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     let options = |no_role: Vec<String>| exchange_ps::Options {
         port: 0,
         no_role,
+        no_audit_role: vec![],
         log: log.clone(),
         https: false,
     };
@@ -151,6 +222,22 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     )
     .await
     .unwrap();
+    let no_audit = ExchangePs::start(
+        &fleet,
+        &realm,
+        exchange_ps::Options {
+            no_audit_role: vec![realm.user_principal()],
+            ..options(vec![])
+        },
+    )
+    .await
+    .unwrap();
+    let mut failing = fleet.clone();
+    failing.org.admin_audit_error =
+        Some("Active Directory operation failed on dc01.lab.local.".into());
+    let audit_fails = ExchangePs::start(&failing, &realm, options(vec![]))
+        .await
+        .unwrap();
     let ca = realm.dir().join("ps-ca.pem");
     std::fs::write(&ca, tls.ca_pem.as_deref().unwrap()).unwrap();
     assert!(ok.addr("EX02").is_none(), "ps_down takes the endpoint down");
@@ -174,6 +261,17 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         OsString::from(format!("ex01.lab.local={}", tls.addr("EX01").unwrap())),
     ));
     env.push(("EEMS_PS_CA", ca.into_os_string()));
+    env.push((
+        "EEMS_PS_NOAUDIT",
+        OsString::from(format!("ex01.lab.local={}", no_audit.addr("EX01").unwrap())),
+    ));
+    env.push((
+        "EEMS_PS_AUDITFAIL",
+        OsString::from(format!(
+            "ex01.lab.local={}",
+            audit_fails.addr("EX01").unwrap()
+        )),
+    ));
     env.push((
         "EEMS_PS_DOWN",
         OsString::from(format!("ex02.lab.local={down_addr}")),
@@ -211,9 +309,17 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
         [
             "Get-OrganizationConfig",
             "Get-ExchangeServer",
+            "Search-AdminAuditLog",
             "Get-OrganizationConfig",
             "Get-OrganizationConfig",
             "Get-ExchangeServer",
+            "Search-AdminAuditLog",
+            "Get-OrganizationConfig",
+            "Get-ExchangeServer",
+            "Search-AdminAuditLog",
+            "Get-OrganizationConfig",
+            "Get-ExchangeServer",
+            "Search-AdminAuditLog",
         ],
         "{ps:?}"
     );
@@ -227,7 +333,18 @@ async fn the_org_query_runs_two_cmdlets_over_sealed_kerberos_psrp_and_names_each
     ok.shutdown().await;
     no_role.shutdown().await;
     tls.shutdown().await;
+    no_audit.shutdown().await;
+    audit_fails.shutdown().await;
 }
+
+/// The organisation's admin audit log (`[org] admin_audit`): two EEMS changes within 90
+/// days, one of another cmdlet and one older than 90 days, which the search must leave out.
+const AUDIT_TRAIL: &str = r#"admin_audit = [
+  { caller = "lab.local/Users/alice", hours_ago = 300.0, cmdlet_name = "Set-ExchangeServer", object_modified = "EX03", parameters = [{ name = "Identity", value = "EX03" }, { name = "MitigationsBlocked", value = "M1,M2" }] },
+  { caller = "lab.local/Users/bob", hours_ago = 20.0, cmdlet_name = "Set-OrganizationConfig", object_modified = "Fabrikam", parameters = [{ name = "MitigationsEnabled", value = "False" }] },
+  { caller = "lab.local/Users/carol", hours_ago = 10.0, cmdlet_name = "Set-TransportConfig", object_modified = "Fabrikam", parameters = [{ name = "MaxSendSize", value = "25 MB" }] },
+  { caller = "lab.local/Users/dave", hours_ago = 2400.0, cmdlet_name = "Set-OrganizationConfig", object_modified = "Fabrikam", parameters = [{ name = "MitigationsEnabled", value = "True" }] },
+]"#;
 
 /// The real binary: `scan` (the org query over Remote PowerShell by default) against the
 /// lab, host probes over WinRS. EX01's `/PowerShell` is down, so the org query falls back to EX02, the
@@ -242,7 +359,7 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     // The lab's default, as on a real organisation: WinRS logons cannot reach AD, so the
     // snap-in path fails.
     let fleet = fleet_from_toml(&fleet_toml(
-        "",
+        AUDIT_TRAIL,
         &[
             (
                 "EX01".into(),
@@ -250,7 +367,12 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
                 "[server.faults]\nps_down = true".into(),
             ),
             ("EX02".into(), "127.0.69.2".into(), String::new()),
-            ("EX03".into(), "127.0.69.3".into(), String::new()),
+            (
+                "EX03".into(),
+                "127.0.69.3".into(),
+                "build = \"15.2.1748.10\"\nfeature_flighting = { last_run_hours_ago = 240.0 }"
+                    .into(),
+            ),
         ],
     ));
     let dir = eems_lab::testkit::scratch(
@@ -268,6 +390,7 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         exchange_ps::Options {
             port: PS_PORT,
             no_role: vec![],
+            no_audit_role: vec![],
             log: log.clone(),
             https: false,
         },
@@ -352,6 +475,39 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
     for r in report["servers"].as_array().unwrap() {
         assert_eq!(r["status"], "ok", "{r}");
     }
+    // Org-level evidence: the audit trail in the report and one line on the console.
+    let audit = &org["admin_audit"];
+    assert_eq!(audit["window_days"], 90, "{org}");
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "{audit}");
+    assert_eq!(audit["entries"][0]["who"], "lab.local/Users/bob");
+    assert_eq!(audit["entries"][0]["changes"][0]["value"], "False");
+    assert!(audit["error"].is_null(), "{audit}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Admin audit: 2 changes in 90 days (1 disabled EEMS), newest by bob at "),
+        "{stdout}"
+    );
+    let ex02 = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["server"] == "EX02")
+        .unwrap();
+    assert_eq!(ex02["when_changed"], "2024-06-03T10:00:00Z", "{ex02}");
+    assert!(ex02["ring_level"].is_null() && ex02["last_flighting_run"].is_null());
+    // EX03's Flighting last ran 10 days ago: a finding, and still "ok" (asserted above).
+    let ex03 = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["server"] == "EX03")
+        .unwrap();
+    assert_eq!(ex03["ring_level"], 1, "{ex03}");
+    let findings = ex03["findings"].to_string();
+    assert!(
+        findings.contains("Feature Flighting last ran at") && findings.contains(", 10 days ago"),
+        "{findings}"
+    );
     // No second hop: the WinRS side ran host probes only.
     let records = lab.log_records();
     let this_scan = &records[records_before..];
@@ -361,7 +517,14 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         "the snap-in org probe ran over WinRS"
     );
     let invoked: Vec<_> = log.records().into_iter().filter_map(|r| r.probe).collect();
-    assert_eq!(invoked, ["Get-OrganizationConfig", "Get-ExchangeServer"]);
+    assert_eq!(
+        invoked,
+        [
+            "Get-OrganizationConfig",
+            "Get-ExchangeServer",
+            "Search-AdminAuditLog"
+        ]
+    );
     // `discover` asks the same way.
     let discover: Vec<String> = [
         "discover",

@@ -65,6 +65,7 @@ fn scan(started_at: &str, servers: Vec<ServerRow>) -> ScanReport {
             mitigations_enabled: Some(true),
             queried_on: Some("EX01".into()),
             error: None,
+            admin_audit: None,
         },
         summary,
         servers,

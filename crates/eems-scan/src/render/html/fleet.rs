@@ -4,6 +4,7 @@ use std::io::Write;
 
 use askama::Template;
 
+use super::org_evidence::{AuditView, audit_view, detail_lines};
 use super::{
     ALL_STATUSES, UNKNOWN, bool_text, check_sort, colour, csp, opt, status_class, status_rank,
 };
@@ -126,6 +127,8 @@ struct OrgView {
     enabled_class: &'static str,
     error: Option<String>,
     queried_on: Option<String>,
+    /// Who changed the EEMS switches; `None` where the org query did not search.
+    audit: Option<AuditView>,
 }
 
 struct CoverageRow {
@@ -370,6 +373,9 @@ fn evidence_view(r: &ServerRow) -> Vec<EvidenceView> {
     if let Some(f) = &r.flighting_service {
         out.push(line("MSExchangeFlighting", f.clone(), ""));
     }
+    for (name, text, class) in detail_lines(r) {
+        out.push(line(name, text, class));
+    }
     out
 }
 
@@ -439,6 +445,7 @@ pub fn render_report(report: &ScanReport) -> Result<String, askama::Error> {
             enabled_class,
             error: org.error.clone(),
             queried_on: org.queried_on.clone(),
+            audit: org.admin_audit.as_ref().map(audit_view),
         },
         interrupted: report.interrupted,
         started_at: &report.started_at,

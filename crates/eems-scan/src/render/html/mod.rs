@@ -11,6 +11,7 @@
 
 mod drift;
 mod fleet;
+mod org_evidence;
 #[cfg(test)]
 mod tests;
 

@@ -94,6 +94,20 @@ fn fleet() -> ScanReport {
             mitigations_enabled: Some(true),
             queried_on: Some("EX01".into()),
             error: None,
+            admin_audit: Some(eems_core::facts::AdminAuditFacts {
+                window_days: Some(90),
+                entries: vec![eems_core::facts::AdminAuditEntry {
+                    who: Some(format!("contoso.com/Users/eve{HOSTILE}")),
+                    when: Some("2026-11-20T09:30:00Z".into()),
+                    cmdlet: Some("Set-OrganizationConfig".into()),
+                    object: Some(format!("Contoso{HOSTILE}")),
+                    changes: vec![eems_core::facts::AuditChange {
+                        name: "MitigationsEnabled".into(),
+                        value: Some("False".into()),
+                    }],
+                }],
+                error: None,
+            }),
         },
         summary,
         servers,
