@@ -13,6 +13,8 @@ pub mod exchange_ps;
 pub mod exit;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
+#[cfg(feature = "kerberos")]
+pub mod krb5_conf;
 pub mod profile;
 pub mod render;
 pub mod scan;

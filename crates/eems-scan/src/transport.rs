@@ -112,8 +112,9 @@ pub struct TransportConfig {
     pub port: Option<u16>,
     /// The mechanism `--auth` forced, or (`auth_auto`) the one used when Kerberos is not.
     pub auth: AuthKind,
-    /// No `--auth`: Kerberos for each server with an FQDN when the user's ticket cache has a
-    /// valid ticket for the account (never a password sent to a KDC unasked), else `auth`.
+    /// No `--auth`: Kerberos for each server with an FQDN when credentials can be had for its
+    /// realm (`kerberos::credentials_for`: a valid ticket in the cache, or the password when
+    /// krb5.conf knows the account's realm), else `auth`.
     pub auth_auto: bool,
     pub account: Account,
     /// Never printed: `SecretString` redacts itself in Debug.
@@ -154,15 +155,10 @@ pub struct ClientCache {
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
-    /// Kerberos credentials, got once per scan by the first probe that needs them; a
-    /// failure is the same answer for every server (and one attempt at the KDC).
+    /// Kerberos credentials, got once per scan by the first probe that needs them.
     #[cfg(feature = "kerberos")]
-    pub(crate) kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
+    pub(crate) kerberos: Arc<crate::kerberos::ScanKerberos>,
 }
-
-#[cfg(feature = "kerberos")]
-type KerberosCredentials =
-    Result<Arc<crate::kerberos::Credentials>, Arc<crate::kerberos::KerberosError>>;
 
 /// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
 /// idle connections a client keeps before it closes the oldest. Each probe leaves at
@@ -231,12 +227,12 @@ impl fmt::Debug for TransportConfig {
 
 impl TransportConfig {
     /// The mechanism for `target`: the forced one, or without `--auth` Kerberos when the
-    /// server has an FQDN and the scan's ticket (from the cache, got once) is valid.
+    /// server has an FQDN and credentials can be had for its realm (got once per scan).
     pub async fn mechanism_for(&self, target: &Target) -> AuthKind {
         #[cfg(feature = "kerberos")]
         if self.auth_auto
-            && target.fqdn.is_some()
-            && crate::kerberos::credentials(self).await.is_ok()
+            && let Some(fqdn) = &target.fqdn
+            && crate::kerberos::credentials_for(self, fqdn).await.is_some()
         {
             return AuthKind::Kerberos;
         }

@@ -24,26 +24,24 @@ pub async fn eems_scan_env(
     password: &str,
     env: &[(&str, std::ffi::OsString)],
 ) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let password = password.to_string();
-    let env: Vec<(String, std::ffi::OsString)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-            .args(&args)
-            .envs(env)
-            .env("EEMS_PASSWORD", password)
-            // A profile in the tester's configuration folder must not change the run.
-            .env("EEMS_NO_PROFILE", "1")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let mut cmd = scan_command(args, password, env);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The `eems-scan` command as the tests run it: the password in EEMS_PASSWORD (never an
+/// argument), `env` added.
+pub fn scan_command(args: &[&str], password: &str, env: &[(&str, std::ffi::OsString)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eems-scan"));
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("EEMS_PASSWORD", password)
+        // A profile in the tester's configuration folder must not change the run.
+        .env("EEMS_NO_PROFILE", "1")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    cmd
 }
 
 /// The names in `dir`, sorted: to show that nothing but the reports is left there.
