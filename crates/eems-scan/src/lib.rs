@@ -14,6 +14,8 @@ pub mod exit;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
 #[cfg(feature = "kerberos")]
+mod kerberos_cache;
+#[cfg(feature = "kerberos")]
 pub mod krb5_conf;
 pub mod profile;
 pub mod render;

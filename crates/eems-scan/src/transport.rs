@@ -158,6 +158,11 @@ pub struct ClientCache {
     /// Kerberos credentials, got once per scan by the first probe that needs them.
     #[cfg(feature = "kerberos")]
     pub(crate) kerberos: Arc<crate::kerberos::ScanKerberos>,
+    /// Kerberos clients use the scan's ticket cache itself, not a copy each: a copy lacks
+    /// MIT's KDC time offset, so with this machine's clock off from the KDC's its ticket
+    /// requests failed as clock skew while the scan's own cache still works.
+    #[cfg(feature = "kerberos")]
+    shared_ticket_cache: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
@@ -171,6 +176,9 @@ type ClientKey = (Option<u16>, AuthKind);
 
 struct CurrentClient {
     client: Arc<WinrmClient>,
+    /// Kerberos: the client's own copy of the scan's credentials
+    /// (`Credentials::for_client`), where its probes' service tickets go.
+    kerberos: Option<Arc<KerberosCred>>,
     probes: usize,
 }
 
@@ -184,11 +192,23 @@ impl Default for ClientCache {
             auth_proven: Arc::default(),
             #[cfg(feature = "kerberos")]
             kerberos: Arc::default(),
+            #[cfg(feature = "kerberos")]
+            shared_ticket_cache: Arc::default(),
         }
     }
 }
 
 impl ClientCache {
+    #[cfg(feature = "kerberos")]
+    fn shared_ticket_cache(&self) -> bool {
+        self.shared_ticket_cache
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "kerberos"))]
+    fn shared_ticket_cache(&self) -> bool {
+        false
+    }
+
     fn take_auth_retry(&self) -> bool {
         use std::sync::atomic::Ordering;
         self.auth_retries
@@ -273,15 +293,17 @@ impl TransportConfig {
         }
     }
 
-    /// The client for the next probe on `port` (see [`ClientCache`]). Building one holds
-    /// the lock, once per [`PROBES_PER_CLIENT`] probes.
+    /// The client for the next probe on `port` (see [`ClientCache`]), with its Kerberos
+    /// credentials when `kerberos` (the scan's) is given. Building one holds the lock, once
+    /// per [`PROBES_PER_CLIENT`] probes.
     fn client_for(
         &self,
         port: Option<u16>,
         auth: AuthKind,
-        kerberos: Option<&KerberosCred>,
-    ) -> Result<Arc<WinrmClient>, WinrmError> {
+        kerberos: Option<&Arc<KerberosCred>>,
+    ) -> Result<(Arc<WinrmClient>, Option<Arc<KerberosCred>>), WinrmError> {
         let key = (port.or(self.port), auth);
+        let shared = self.clients.shared_ticket_cache();
         let mut cache = self
             .clients
             .clients
@@ -289,19 +311,26 @@ impl TransportConfig {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(current) = cache.get_mut(&key)
             && current.probes < PROBES_PER_CLIENT
+            && !(shared && current.kerberos.as_deref().is_some_and(is_copy))
         {
             current.probes += 1;
-            return Ok(current.client.clone());
+            return Ok((current.client.clone(), current.kerberos.clone()));
         }
-        let client = Arc::new(self.build_client(key.0, auth, kerberos)?);
+        let own = match kerberos {
+            Some(scan) if shared => Some(scan.clone()),
+            Some(scan) => Some(Arc::new(client_credentials(scan)?)),
+            None => None,
+        };
+        let client = Arc::new(self.build_client(key.0, auth, own.as_deref())?);
         cache.insert(
             key,
             CurrentClient {
                 client: client.clone(),
+                kerberos: own.clone(),
                 probes: 1,
             },
         );
-        Ok(client)
+        Ok((client, own))
     }
 
     #[cfg_attr(not(feature = "kerberos"), allow(unused_variables))]
@@ -380,6 +409,24 @@ fn kerberos_method() -> AuthMethod {
 
 #[cfg(feature = "kerberos")]
 type KerberosCred = crate::kerberos::Credentials;
+
+#[cfg(feature = "kerberos")]
+fn client_credentials(scan: &KerberosCred) -> Result<KerberosCred, WinrmError> {
+    scan.for_client()
+        .map_err(|e| WinrmError::AuthFailed(e.to_string()))
+}
+#[cfg(feature = "kerberos")]
+fn is_copy(c: &KerberosCred) -> bool {
+    c.is_copy()
+}
+#[cfg(not(feature = "kerberos"))]
+fn client_credentials(scan: &KerberosCred) -> Result<KerberosCred, WinrmError> {
+    match *scan {}
+}
+#[cfg(not(feature = "kerberos"))]
+fn is_copy(c: &KerberosCred) -> bool {
+    match *c {}
+}
 /// Never built: without the feature no probe has Kerberos credentials.
 #[cfg(not(feature = "kerberos"))]
 enum KerberosCred {}
@@ -537,9 +584,32 @@ pub async fn run_probe(
         }
         _ => (target.host.clone(), None::<Arc<KerberosCred>>),
     };
-    let client = cfg
-        .client_for(target.port, auth, kerberos.as_deref())
-        .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
+    // The client's credentials, not the scan's: a probe holds them as long as the client,
+    // and the last one to let go destroys the client's ticket cache.
+    let client_for = || {
+        cfg.client_for(target.port, auth, kerberos.as_ref())
+            .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))
+    };
+    #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
+    let (mut client, mut _client_kerberos) = client_for()?;
+    #[cfg(feature = "kerberos")]
+    if let Some(creds) = _client_kerberos.clone() {
+        let mut got = crate::kerberos::service_ticket(&creds, &host).await;
+        if got.as_ref().is_err_and(|e| e.is_clock_skew()) && creds.is_copy() {
+            tracing::info!("Kerberos: a private ticket cache hit a clock skew; using the scan's");
+            cfg.clients
+                .shared_ticket_cache
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            (client, _client_kerberos) = client_for()?;
+            if let Some(shared) = &_client_kerberos {
+                got = crate::kerberos::service_ticket(shared, &host).await;
+            }
+        }
+        got.map_err(|e| {
+            let (kind, message) = crate::kerberos::kerberos_error(&e);
+            fail(Stage::Auth, kind, message)
+        })?;
+    }
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
     //
@@ -980,14 +1050,14 @@ mod tests {
     #[test]
     fn a_client_serves_at_most_probes_per_client_probes() {
         let c = cfg(AuthKind::Ntlm, false);
-        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap();
+        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap().0;
         for _ in 1..PROBES_PER_CLIENT {
             assert!(Arc::ptr_eq(
                 &first,
-                &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+                &c.client_for(None, AuthKind::Ntlm, None).unwrap().0
             ));
         }
-        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap();
+        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap().0;
         assert!(
             !Arc::ptr_eq(&first, &next),
             "probe {} got the client that already served {PROBES_PER_CLIENT}",
@@ -996,11 +1066,11 @@ mod tests {
         // Another port has its own client; the first port's count is not reset by it.
         assert!(!Arc::ptr_eq(
             &next,
-            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap()
+            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap().0
         ));
         assert!(Arc::ptr_eq(
             &next,
-            &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+            &c.client_for(None, AuthKind::Ntlm, None).unwrap().0
         ));
     }
 }

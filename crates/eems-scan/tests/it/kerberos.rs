@@ -279,7 +279,9 @@ async fn each_kerberos_failure_is_an_error_row_in_plain_words() {
 
 /// A KDC whose clock is an hour ahead of the server's: MIT's client adopts the KDC's time
 /// (kdc_timesync), so the ticket is issued and the server refuses it as not yet valid; a bare
-/// 401 names no reason, so the row names the clock as the likely cause.
+/// 401 names no reason, so the row names the clock as the likely cause. (A client's private
+/// copy of the ticket cache lacks MIT's KDC time offset, so its ticket request fails as skew;
+/// the scanner then uses the scan's own cache: the lab seeing the ticket proves it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     eems_no_kdc,
