@@ -179,6 +179,9 @@ struct CurrentClient {
     /// Kerberos: the client's own copy of the scan's credentials
     /// (`Credentials::for_client`), where its probes' service tickets go.
     kerberos: Option<Arc<KerberosCred>>,
+    /// The scan's credentials that copy came from: without `--auth` a scan may hold one per
+    /// realm, and a probe only takes a client made from its own.
+    made_from: Option<Arc<KerberosCred>>,
     probes: usize,
 }
 
@@ -312,6 +315,10 @@ impl TransportConfig {
         if let Some(current) = cache.get_mut(&key)
             && current.probes < PROBES_PER_CLIENT
             && !(shared && current.kerberos.as_deref().is_some_and(is_copy))
+            && match (kerberos, &current.made_from) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
         {
             current.probes += 1;
             return Ok((current.client.clone(), current.kerberos.clone()));
@@ -327,6 +334,7 @@ impl TransportConfig {
             CurrentClient {
                 client: client.clone(),
                 kerberos: own.clone(),
+                made_from: kerberos.cloned(),
                 probes: 1,
             },
         );
