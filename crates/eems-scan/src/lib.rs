@@ -16,6 +16,8 @@ pub mod kerberos;
 #[cfg(feature = "kerberos")]
 mod kerberos_cache;
 #[cfg(feature = "kerberos")]
+pub mod kerberos_scan;
+#[cfg(feature = "kerberos")]
 pub mod krb5_conf;
 pub mod profile;
 pub mod render;

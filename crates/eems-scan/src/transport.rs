@@ -113,7 +113,7 @@ pub struct TransportConfig {
     /// The mechanism `--auth` forced, or (`auth_auto`) the one used when Kerberos is not.
     pub auth: AuthKind,
     /// No `--auth`: Kerberos for each server with an FQDN when credentials can be had for its
-    /// realm (`kerberos::credentials_for`: a valid ticket in the cache, or the password when
+    /// realm (`kerberos_scan::credentials_for`: a valid ticket in the cache, or the password when
     /// krb5.conf knows the account's realm), else `auth`.
     pub auth_auto: bool,
     pub account: Account,
@@ -157,7 +157,7 @@ pub struct ClientCache {
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
     /// Kerberos credentials, got once per scan by the first probe that needs them.
     #[cfg(feature = "kerberos")]
-    pub(crate) kerberos: Arc<crate::kerberos::ScanKerberos>,
+    pub(crate) kerberos: Arc<crate::kerberos_scan::ScanKerberos>,
     /// Kerberos clients use the scan's ticket cache itself, not a copy each: a copy lacks
     /// MIT's KDC time offset, so with this machine's clock off from the KDC's its ticket
     /// requests failed as clock skew while the scan's own cache still works.
@@ -255,7 +255,9 @@ impl TransportConfig {
         #[cfg(feature = "kerberos")]
         if self.auth_auto
             && let Some(fqdn) = &target.fqdn
-            && crate::kerberos::credentials_for(self, fqdn).await.is_some()
+            && crate::kerberos_scan::credentials_for(self, fqdn)
+                .await
+                .is_some()
         {
             return AuthKind::Kerberos;
         }
