@@ -213,6 +213,10 @@ fn measure(
         .arg(inventory)
         .args(["--user", &user, "--quiet", "--no-progress"])
         .args(["--concurrency", &o.concurrency.to_string()])
+        // Named, not defaulted, so a run means the same whatever the scanner's default org
+        // path: `serve` has no Exchange `/PowerShell` endpoint, so the org query goes over
+        // WinRS (one shell on one server, not counted per server).
+        .args(["--org-via", "winrs"])
         .arg("--json")
         .arg(&json)
         .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)

@@ -169,10 +169,7 @@ impl Realm {
     pub async fn start(spec: RealmSpec) -> anyhow::Result<Realm> {
         spec.validate()?;
         let tools = Tools::find().map_err(|e| anyhow!(e))?;
-        let dir = tempfile::Builder::new()
-            .prefix("eems-lab-realm-")
-            .tempdir()
-            .context("realm: cannot create its temporary directory")?;
+        let dir = realm_dir().context("realm: cannot create its temporary directory")?;
         let paths = Paths::new(dir.path());
         // The database needs a port in kdc.conf; krb5kdc gets its own free one below.
         write_configs(&spec, &paths, 0)?;
@@ -190,7 +187,7 @@ impl Realm {
         run_tool(
             &tools.kadmin_local,
             &[],
-            &kadmin_script(&spec, &paths.keytab),
+            &kadmin_script(&spec, &paths),
             &paths,
         )
         .await
@@ -247,6 +244,15 @@ impl Realm {
     /// Keys of every `HTTP/<fqdn>` and of the lab account.
     pub fn keytab(&self) -> PathBuf {
         Paths::new(self.dir.path()).keytab
+    }
+
+    /// The keys of `HTTP/<fqdn>` alone, what a lab host's acceptor uses: MIT accepts a ticket
+    /// with a keytab credential that names no principal by trying every key of the ticket's
+    /// enctype in the keytab until one decrypts it, so with the shared keytab each handshake
+    /// cost the lab a key derivation per host in the realm (at 1,000 hosts, most of the lab's
+    /// CPU in a Kerberos bench).
+    pub fn host_keytab(&self, fqdn: &str) -> PathBuf {
+        Paths::new(self.dir.path()).host_keytab(fqdn)
     }
 
     /// The directory the realm lives in (removed on drop); callers may put ticket caches here.
@@ -344,7 +350,7 @@ impl Realm {
         run_tool(
             &self.tools.kadmin_local,
             &[],
-            &host_principals(&spec, &paths.keytab),
+            &host_principals(&spec, &paths),
             &paths,
         )
         .await
@@ -387,6 +393,7 @@ struct Paths {
     stash: PathBuf,
     kdc_log: PathBuf,
     default_ccache: PathBuf,
+    dir: PathBuf,
 }
 
 impl Paths {
@@ -399,7 +406,13 @@ impl Paths {
             stash: dir.join("stash"),
             kdc_log: dir.join("kdc.log"),
             default_ccache: dir.join("ccache"),
+            dir: dir.to_path_buf(),
         }
+    }
+
+    fn host_keytab(&self, fqdn: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.keytab", fqdn.to_ascii_lowercase()))
     }
 }
 
@@ -446,10 +459,10 @@ fn write_configs(spec: &RealmSpec, paths: &Paths, port: u16) -> anyhow::Result<(
 }
 
 /// kadmin.local commands: the lab account (its password answers addprinc's two prompts), a
-/// service principal per host, and a keytab with all of them (`-norandkey` keeps the
-/// account's password-derived keys).
-fn kadmin_script(spec: &RealmSpec, keytab: &Path) -> String {
-    let kt = keytab.display();
+/// service principal per host, a keytab with all of them (`-norandkey` keeps the account's
+/// password-derived keys) and one per host with that host's keys.
+fn kadmin_script(spec: &RealmSpec, paths: &Paths) -> String {
+    let kt = paths.keytab.display();
     // Pre-authentication required, as Active Directory does: a wrong password is then a
     // failure the KDC sees and logs (PREAUTH_FAILED), not one only the client notices.
     let mut s = format!(
@@ -457,20 +470,38 @@ fn kadmin_script(spec: &RealmSpec, keytab: &Path) -> String {
         user = spec.user,
         pw = spec.password
     );
-    s.push_str(&host_principals(spec, keytab));
+    s.push_str(&host_principals(spec, paths));
     s.push_str(&format!("ktadd -k {kt} -norandkey {}\n", spec.user));
     s
 }
 
-/// kadmin.local commands for `HTTP/<fqdn>` of every host of `spec`, keys into `keytab`.
-fn host_principals(spec: &RealmSpec, keytab: &Path) -> String {
-    let kt = keytab.display();
+/// kadmin.local commands for `HTTP/<fqdn>` of every host of `spec`, keys into the realm's
+/// keytab and the host's own.
+fn host_principals(spec: &RealmSpec, paths: &Paths) -> String {
+    let kt = paths.keytab.display();
     let mut s = String::new();
     for host in &spec.hosts {
         s.push_str(&format!("addprinc -randkey HTTP/{host}\n"));
         s.push_str(&format!("ktadd -k {kt} HTTP/{host}\n"));
+        s.push_str(&format!(
+            "ktadd -k {} -norandkey HTTP/{host}\n",
+            paths.host_keytab(host).display()
+        ));
     }
     s
+}
+
+/// The realm's throwaway directory, on tmpfs (`/dev/shm`) where there is one: kadmin.local
+/// fsyncs the database five times per principal, which on a disk made a 1,000-host realm
+/// take 19 s (over the tool budget on a busy machine) and on tmpfs 0.9 s.
+fn realm_dir() -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("eems-lab-realm-");
+    let shm = Path::new("/dev/shm");
+    match shm.is_dir().then(|| builder.tempdir_in(shm)) {
+        Some(Ok(dir)) => Ok(dir),
+        _ => builder.tempdir(),
+    }
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (krb5kdc binds both).

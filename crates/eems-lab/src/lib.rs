@@ -176,7 +176,7 @@ impl Lab {
             if let Some(realm) = realm {
                 let spn = realm.service_principal(&fqdn);
                 ctx.kerberos = Some(
-                    kerberos::Acceptor::from_keytab(&realm.keytab(), &spn)
+                    kerberos::Acceptor::from_keytab(&realm.host_keytab(&fqdn), &spn)
                         .map_err(|e| anyhow::anyhow!("server {}: {e}", s.name))?,
                 );
             }

@@ -331,8 +331,10 @@ pub struct ConnectionArgs {
 
     /// Authentication: ntlm (sealed over HTTP, what a stock server accepts), basic
     /// (HTTPS only), kerberos (needs the `kerberos` feature), certificate (HTTPS only).
-    /// Unset: kerberos for a server with an FQDN when the ticket cache holds a valid
-    /// ticket of the user (after kinit; `kerberos` builds), else ntlm.
+    /// Unset (`kerberos` builds): kerberos for a server with an FQDN when the ticket cache
+    /// holds a valid ticket of the user (after kinit), or krb5.conf knows the user's realm
+    /// (user@REALM configured, or DOMAIN\user with the server mapped to a realm named after
+    /// DOMAIN) and the password gets the ticket; else ntlm.
     #[arg(long, value_enum)]
     pub auth: Option<AuthKind>,
 

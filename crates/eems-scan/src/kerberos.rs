@@ -152,6 +152,10 @@ impl KerberosError {
     pub fn is_rejected_password(&self) -> bool {
         matches!(self, KerberosError::WrongPassword { .. })
     }
+
+    pub fn is_clock_skew(&self) -> bool {
+        matches!(self, KerberosError::ClockSkew { .. })
+    }
 }
 
 /// Where the credentials came from (the console and the JSON say which).
@@ -171,6 +175,9 @@ pub struct Credentials {
     principal: String,
     realm: String,
     source: Source,
+    /// A copy's own cache ([`Self::for_client`]), destroyed after `cred` is released (fields
+    /// drop in order).
+    own_cache: Option<crate::kerberos_cache::PrivateCache>,
 }
 
 /// The wanted client principal, parsed from `--user`: `user@realm`, `DOMAIN\user` or `user`.
@@ -304,6 +311,7 @@ impl Credentials {
                     principal,
                     realm,
                     source: Source::TicketCache,
+                    own_cache: None,
                 });
             }
             if same_account {
@@ -353,7 +361,28 @@ impl Credentials {
             principal: wanted,
             realm,
             source: Source::Password,
+            own_cache: None,
         })
+    }
+
+    /// The same account's credentials in a private in-memory cache of their own, for one
+    /// WinRM client: its service tickets go there, so that looking one up never walks the
+    /// whole scan's tickets (`kerberos_cache`). No KDC is asked.
+    pub fn for_client(&self) -> Result<Credentials, KerberosError> {
+        let (cred, cache) = crate::kerberos_cache::copy_to_private_cache(&self.cred)
+            .map_err(|e| other("copying the ticket-granting ticket", &e))?;
+        Ok(Credentials {
+            cred,
+            principal: self.principal.clone(),
+            realm: self.realm.clone(),
+            source: self.source,
+            own_cache: Some(cache),
+        })
+    }
+
+    /// Whether these are a client's copy ([`Self::for_client`]).
+    pub fn is_copy(&self) -> bool {
+        self.own_cache.is_some()
     }
 
     /// `user@REALM`.
@@ -443,54 +472,50 @@ impl Credentials {
 }
 
 /// The scan's Kerberos credentials (got on first use, on a blocking thread, once) and this
-/// server's FQDN, with its service ticket already fetched: a missing FQDN, a KDC that cannot
-/// be reached, a clock skew, an unknown SPN or a wrong password are named here in plain words
-/// instead of surfacing as a refused HTTP request. The ticket lands in the credential's cache,
-/// so winrm-rs's own context asks the KDC nothing more.
+/// server's FQDN: a missing FQDN, a KDC that cannot be reached, a clock skew or a wrong
+/// password are named here in plain words instead of surfacing as a refused HTTP request
+/// ([`service_ticket`] does the same for an unknown SPN).
 pub(crate) async fn preflight(
     cfg: &crate::transport::TransportConfig,
     target: &crate::transport::Target,
-) -> Result<(String, std::sync::Arc<Credentials>), (FailureKind, String)> {
+) -> Result<(String, Arc<Credentials>), (FailureKind, String)> {
     let fqdn = spn_host(target).map_err(|e| (FailureKind::Other, e))?;
-    let kerberos_error = |e: &KerberosError| {
-        let kind = if e.is_rejected_password() {
-            FailureKind::Auth
-        } else {
-            FailureKind::Other
-        };
-        (kind, e.to_string())
-    };
-    let creds = credentials(cfg).await.map_err(|e| kerberos_error(&e))?;
-    service_ticket(creds.clone(), &fqdn)
+    let creds = crate::kerberos_scan::credentials_for(cfg, &fqdn)
         .await
+        .ok_or_else(|| {
+            (
+                FailureKind::Other,
+                "Kerberos: no credentials for this server's realm".to_string(),
+            )
+        })?
         .map_err(|e| kerberos_error(&e))?;
     Ok((fqdn, creds))
 }
 
-/// The scan's credentials, got once on a blocking thread: with `--auth kerberos` from the
-/// ticket cache or else the password; without `--auth` from the ticket cache only, so that no
-/// password goes to whatever realm a default krb5.conf names.
-pub(crate) async fn credentials(
-    cfg: &crate::transport::TransportConfig,
-) -> Result<std::sync::Arc<Credentials>, std::sync::Arc<KerberosError>> {
-    cfg.clients
-        .kerberos
-        .get_or_init(|| async {
-            let user = cfg.account.display();
-            let password = (!cfg.auth_auto && !cfg.password.expose_secret().is_empty())
-                .then(|| cfg.password.clone());
-            tokio::task::spawn_blocking(move || Credentials::acquire(&user, password.as_ref()))
-                .await
-                .map_err(|e| KerberosError::Other {
-                    what: "getting credentials",
-                    detail: e.to_string(),
-                })
-                .and_then(|r| r)
-                .map(std::sync::Arc::new)
-                .map_err(std::sync::Arc::new)
-        })
+/// Gets the service ticket of `fqdn` into `creds` (the client's, [`Credentials::for_client`])
+/// on a blocking thread, naming a failure in plain words; winrm-rs's own context then finds it
+/// there and asks the KDC nothing more.
+pub(crate) async fn service_ticket(
+    creds: &Arc<Credentials>,
+    fqdn: &str,
+) -> Result<(), KerberosError> {
+    let (c, f) = (creds.clone(), fqdn.to_string());
+    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
         .await
-        .clone()
+        .map_err(|e| KerberosError::Other {
+            what: "getting a service ticket",
+            detail: e.to_string(),
+        })?
+}
+
+/// A Kerberos failure as a probe's failure: a refused password counts for the lockout guard.
+pub(crate) fn kerberos_error(e: &KerberosError) -> (FailureKind, String) {
+    let kind = if e.is_rejected_password() {
+        FailureKind::Auth
+    } else {
+        FailureKind::Other
+    };
+    (kind, e.to_string())
 }
 
 /// The FQDN a Kerberos connection to `target` names (SPN `HTTP/<fqdn>`, HTTP `Host`), or why
@@ -512,21 +537,6 @@ pub(crate) fn spn_host(target: &crate::transport::Target) -> Result<String, Stri
         ));
     }
     Ok(fqdn)
-}
-
-/// A service ticket for `HTTP/<fqdn>` (into the credential's cache), on a blocking thread:
-/// libkrb5 talks to the KDC synchronously.
-pub(crate) async fn service_ticket(
-    creds: Arc<Credentials>,
-    fqdn: &str,
-) -> Result<(), KerberosError> {
-    let fqdn = fqdn.to_string();
-    tokio::task::spawn_blocking(move || creds.initial_token(&fqdn).map(|_| ()))
-        .await
-        .map_err(|e| KerberosError::Other {
-            what: "getting a service ticket",
-            detail: e.to_string(),
-        })?
 }
 
 #[cfg(test)]
@@ -591,6 +601,11 @@ mod tests {
                 assert_eq!(creds.source(), Source::Password);
                 assert_eq!(creds.principal(), "administrator@LAB.LOCAL");
                 accepted_by_the_lab(&creds);
+                // A client's copy in its own cache works the same, asking the KDC only for
+                // the service ticket (the TGT came along).
+                let copy = creds.for_client().unwrap();
+                assert!(copy.is_copy() && !creds.is_copy());
+                accepted_by_the_lab(&copy);
                 // The private cache lives in memory only: nothing appeared where the
                 // default cache would be.
                 let cc = var("KRB5CCNAME");

@@ -13,6 +13,12 @@ pub mod exchange_ps;
 pub mod exit;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
+#[cfg(feature = "kerberos")]
+mod kerberos_cache;
+#[cfg(feature = "kerberos")]
+pub mod kerberos_scan;
+#[cfg(feature = "kerberos")]
+pub mod krb5_conf;
 pub mod profile;
 pub mod render;
 pub mod scan;

@@ -112,8 +112,9 @@ pub struct TransportConfig {
     pub port: Option<u16>,
     /// The mechanism `--auth` forced, or (`auth_auto`) the one used when Kerberos is not.
     pub auth: AuthKind,
-    /// No `--auth`: Kerberos for each server with an FQDN when the user's ticket cache has a
-    /// valid ticket for the account (never a password sent to a KDC unasked), else `auth`.
+    /// No `--auth`: Kerberos for each server with an FQDN when credentials can be had for its
+    /// realm (`kerberos_scan::credentials_for`: a valid ticket in the cache, or the password when
+    /// krb5.conf knows the account's realm), else `auth`.
     pub auth_auto: bool,
     pub account: Account,
     /// Never printed: `SecretString` redacts itself in Debug.
@@ -154,15 +155,15 @@ pub struct ClientCache {
     auth_retries: Arc<std::sync::atomic::AtomicUsize>,
     /// Some server accepted the credentials during this scan.
     auth_proven: Arc<std::sync::atomic::AtomicBool>,
-    /// Kerberos credentials, got once per scan by the first probe that needs them; a
-    /// failure is the same answer for every server (and one attempt at the KDC).
+    /// Kerberos credentials, got once per scan by the first probe that needs them.
     #[cfg(feature = "kerberos")]
-    pub(crate) kerberos: Arc<tokio::sync::OnceCell<KerberosCredentials>>,
+    pub(crate) kerberos: Arc<crate::kerberos_scan::ScanKerberos>,
+    /// Kerberos clients use the scan's ticket cache itself, not a copy each: a copy lacks
+    /// MIT's KDC time offset, so with this machine's clock off from the KDC's its ticket
+    /// requests failed as clock skew while the scan's own cache still works.
+    #[cfg(feature = "kerberos")]
+    shared_ticket_cache: Arc<std::sync::atomic::AtomicBool>,
 }
-
-#[cfg(feature = "kerberos")]
-type KerberosCredentials =
-    Result<Arc<crate::kerberos::Credentials>, Arc<crate::kerberos::KerberosError>>;
 
 /// Probes one `WinrmClient` serves in its life: winrm-rs 2.0.1's `MAX_IDLE_TOTAL`, the
 /// idle connections a client keeps before it closes the oldest. Each probe leaves at
@@ -175,6 +176,12 @@ type ClientKey = (Option<u16>, AuthKind);
 
 struct CurrentClient {
     client: Arc<WinrmClient>,
+    /// Kerberos: the client's own copy of the scan's credentials
+    /// (`Credentials::for_client`), where its probes' service tickets go.
+    kerberos: Option<Arc<KerberosCred>>,
+    /// The scan's credentials that copy came from: without `--auth` a scan may hold one per
+    /// realm, and a probe only takes a client made from its own.
+    made_from: Option<Arc<KerberosCred>>,
     probes: usize,
 }
 
@@ -188,11 +195,23 @@ impl Default for ClientCache {
             auth_proven: Arc::default(),
             #[cfg(feature = "kerberos")]
             kerberos: Arc::default(),
+            #[cfg(feature = "kerberos")]
+            shared_ticket_cache: Arc::default(),
         }
     }
 }
 
 impl ClientCache {
+    #[cfg(feature = "kerberos")]
+    fn shared_ticket_cache(&self) -> bool {
+        self.shared_ticket_cache
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "kerberos"))]
+    fn shared_ticket_cache(&self) -> bool {
+        false
+    }
+
     fn take_auth_retry(&self) -> bool {
         use std::sync::atomic::Ordering;
         self.auth_retries
@@ -231,12 +250,14 @@ impl fmt::Debug for TransportConfig {
 
 impl TransportConfig {
     /// The mechanism for `target`: the forced one, or without `--auth` Kerberos when the
-    /// server has an FQDN and the scan's ticket (from the cache, got once) is valid.
+    /// server has an FQDN and credentials can be had for its realm (got once per scan).
     pub async fn mechanism_for(&self, target: &Target) -> AuthKind {
         #[cfg(feature = "kerberos")]
         if self.auth_auto
-            && target.fqdn.is_some()
-            && crate::kerberos::credentials(self).await.is_ok()
+            && let Some(fqdn) = &target.fqdn
+            && crate::kerberos_scan::credentials_for(self, fqdn)
+                .await
+                .is_some()
         {
             return AuthKind::Kerberos;
         }
@@ -277,15 +298,17 @@ impl TransportConfig {
         }
     }
 
-    /// The client for the next probe on `port` (see [`ClientCache`]). Building one holds
-    /// the lock, once per [`PROBES_PER_CLIENT`] probes.
+    /// The client for the next probe on `port` (see [`ClientCache`]), with its Kerberos
+    /// credentials when `kerberos` (the scan's) is given. Building one holds the lock, once
+    /// per [`PROBES_PER_CLIENT`] probes.
     fn client_for(
         &self,
         port: Option<u16>,
         auth: AuthKind,
-        kerberos: Option<&KerberosCred>,
-    ) -> Result<Arc<WinrmClient>, WinrmError> {
+        kerberos: Option<&Arc<KerberosCred>>,
+    ) -> Result<(Arc<WinrmClient>, Option<Arc<KerberosCred>>), WinrmError> {
         let key = (port.or(self.port), auth);
+        let shared = self.clients.shared_ticket_cache();
         let mut cache = self
             .clients
             .clients
@@ -293,19 +316,31 @@ impl TransportConfig {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(current) = cache.get_mut(&key)
             && current.probes < PROBES_PER_CLIENT
+            && !(shared && current.kerberos.as_deref().is_some_and(is_copy))
+            && match (kerberos, &current.made_from) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
         {
             current.probes += 1;
-            return Ok(current.client.clone());
+            return Ok((current.client.clone(), current.kerberos.clone()));
         }
-        let client = Arc::new(self.build_client(key.0, auth, kerberos)?);
+        let own = match kerberos {
+            Some(scan) if shared => Some(scan.clone()),
+            Some(scan) => Some(Arc::new(client_credentials(scan)?)),
+            None => None,
+        };
+        let client = Arc::new(self.build_client(key.0, auth, own.as_deref())?);
         cache.insert(
             key,
             CurrentClient {
                 client: client.clone(),
+                kerberos: own.clone(),
+                made_from: kerberos.cloned(),
                 probes: 1,
             },
         );
-        Ok(client)
+        Ok((client, own))
     }
 
     #[cfg_attr(not(feature = "kerberos"), allow(unused_variables))]
@@ -384,6 +419,24 @@ fn kerberos_method() -> AuthMethod {
 
 #[cfg(feature = "kerberos")]
 type KerberosCred = crate::kerberos::Credentials;
+
+#[cfg(feature = "kerberos")]
+fn client_credentials(scan: &KerberosCred) -> Result<KerberosCred, WinrmError> {
+    scan.for_client()
+        .map_err(|e| WinrmError::AuthFailed(e.to_string()))
+}
+#[cfg(feature = "kerberos")]
+fn is_copy(c: &KerberosCred) -> bool {
+    c.is_copy()
+}
+#[cfg(not(feature = "kerberos"))]
+fn client_credentials(scan: &KerberosCred) -> Result<KerberosCred, WinrmError> {
+    match *scan {}
+}
+#[cfg(not(feature = "kerberos"))]
+fn is_copy(c: &KerberosCred) -> bool {
+    match *c {}
+}
 /// Never built: without the feature no probe has Kerberos credentials.
 #[cfg(not(feature = "kerberos"))]
 enum KerberosCred {}
@@ -541,9 +594,32 @@ pub async fn run_probe(
         }
         _ => (target.host.clone(), None::<Arc<KerberosCred>>),
     };
-    let client = cfg
-        .client_for(target.port, auth, kerberos.as_deref())
-        .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))?;
+    // The client's credentials, not the scan's: a probe holds them as long as the client,
+    // and the last one to let go destroys the client's ticket cache.
+    let client_for = || {
+        cfg.client_for(target.port, auth, kerberos.as_ref())
+            .map_err(|e| fail(Stage::Connect, FailureKind::Other, client_setup_message(&e)))
+    };
+    #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
+    let (mut client, mut _client_kerberos) = client_for()?;
+    #[cfg(feature = "kerberos")]
+    if let Some(creds) = _client_kerberos.clone() {
+        let mut got = crate::kerberos::service_ticket(&creds, &host).await;
+        if got.as_ref().is_err_and(|e| e.is_clock_skew()) && creds.is_copy() {
+            tracing::info!("Kerberos: a private ticket cache hit a clock skew; using the scan's");
+            cfg.clients
+                .shared_ticket_cache
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            (client, _client_kerberos) = client_for()?;
+            if let Some(shared) = &_client_kerberos {
+                got = crate::kerberos::service_ticket(shared, &host).await;
+            }
+        }
+        got.map_err(|e| {
+            let (kind, message) = crate::kerberos::kerberos_error(&e);
+            fail(Stage::Auth, kind, message)
+        })?;
+    }
 
     // Opening the shell is the first request: TCP, TLS and authentication happen here.
     //
@@ -984,14 +1060,14 @@ mod tests {
     #[test]
     fn a_client_serves_at_most_probes_per_client_probes() {
         let c = cfg(AuthKind::Ntlm, false);
-        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap();
+        let first = c.client_for(None, AuthKind::Ntlm, None).unwrap().0;
         for _ in 1..PROBES_PER_CLIENT {
             assert!(Arc::ptr_eq(
                 &first,
-                &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+                &c.client_for(None, AuthKind::Ntlm, None).unwrap().0
             ));
         }
-        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap();
+        let next = c.client_for(None, AuthKind::Ntlm, None).unwrap().0;
         assert!(
             !Arc::ptr_eq(&first, &next),
             "probe {} got the client that already served {PROBES_PER_CLIENT}",
@@ -1000,11 +1076,11 @@ mod tests {
         // Another port has its own client; the first port's count is not reset by it.
         assert!(!Arc::ptr_eq(
             &next,
-            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap()
+            &c.client_for(Some(15985), AuthKind::Ntlm, None).unwrap().0
         ));
         assert!(Arc::ptr_eq(
             &next,
-            &c.client_for(None, AuthKind::Ntlm, None).unwrap()
+            &c.client_for(None, AuthKind::Ntlm, None).unwrap().0
         ));
     }
 }

@@ -1,10 +1,10 @@
 //! The Kerberos and `/PowerShell` steps (feature `kerberos`), and the org query over Exchange
 //! Remote PowerShell when `--org-via remote-powershell` asks for it.
 //!
-//! The credentials are the scan's: with Kerberos for WinRM the transport's own
-//! ([`kerberos::credentials`], got once), otherwise, for `/PowerShell` only, the ticket cache
-//! or the password, as the scan's org query gets them, also once per run. So a wrong password
-//! costs one logon attempt at the KDC, not one per server.
+//! The credentials are the scan's ([`crate::kerberos_scan`]): with Kerberos for WinRM the
+//! transport's own, otherwise, for `/PowerShell` only, the ticket cache or the password, as
+//! the scan's org query gets them; each got once per run. So a wrong password costs one
+//! logon attempt at the KDC, not one per server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use super::{Shared, Step};
 /// The `/PowerShell` side's credentials and TLS set-up, shared by every server of a run.
 #[derive(Default)]
 pub(super) struct PsShared {
-    creds: tokio::sync::OnceCell<Result<Arc<Credentials>, Arc<KerberosError>>>,
     tls: tokio::sync::OnceCell<Result<Option<Arc<rustls::ClientConfig>>, String>>,
 }
 
@@ -31,33 +30,6 @@ pub(super) struct PsShared {
 pub(super) struct Ticket {
     creds: Arc<Credentials>,
     fqdn: String,
-}
-
-/// The credentials `/PowerShell` uses when WinRM does not use Kerberos: the ticket cache,
-/// else the password, as the scan's org query.
-async fn ps_credentials(
-    cfg: &TransportConfig,
-    ps: &PsShared,
-) -> Result<Arc<Credentials>, Arc<KerberosError>> {
-    ps.creds
-        .get_or_init(|| async {
-            let user = cfg.account.display();
-            let password = cfg.password.clone();
-            tokio::task::spawn_blocking(move || {
-                let given = !winrm_rs::ExposeSecret::expose_secret(&password).is_empty();
-                Credentials::acquire(&user, given.then_some(&password))
-            })
-            .await
-            .map_err(|e| KerberosError::Other {
-                what: "getting credentials",
-                detail: e.to_string(),
-            })
-            .and_then(|r| r)
-            .map(Arc::new)
-            .map_err(Arc::new)
-        })
-        .await
-        .clone()
 }
 
 async fn tls(
@@ -107,13 +79,11 @@ pub(super) async fn kerberos_step(
              the address column, or nothing there to connect to the FQDN)",
         )
     })?;
-    let creds = if winrm {
-        kerberos::credentials(&shared.cfg).await
-    } else {
-        ps_credentials(&shared.cfg, &shared.ps).await
-    }
-    .map_err(|e| failed("kerberos", e.to_string(), &fix(&e, &fqdn)))?;
-    kerberos::service_ticket(creds.clone(), &fqdn)
+    // WinRM's credentials when it uses Kerberos, else those of the org query.
+    let creds = crate::kerberos_scan::org_credentials(&shared.cfg, &fqdn)
+        .await
+        .map_err(|e| failed("kerberos", e.to_string(), &fix(&e, &fqdn)))?;
+    kerberos::service_ticket(&creds, &fqdn)
         .await
         .map_err(|e| failed("kerberos", e.to_string(), &fix(&e, &fqdn)))?;
     let from = match creds.source() {
@@ -317,12 +287,9 @@ pub(super) async fn org_query(
 ) -> Result<Vec<ExchangeServerFacts>, String> {
     let winrm = cfg.mechanism_for(t).await == AuthKind::Kerberos;
     let fqdn = fqdn_of(t, winrm)?;
-    let creds = if winrm {
-        kerberos::credentials(cfg).await
-    } else {
-        ps_credentials(cfg, ps).await
-    }
-    .map_err(|e| format!("Kerberos: {e}"))?;
+    let creds = crate::kerberos_scan::org_credentials(cfg, &fqdn)
+        .await
+        .map_err(|e| format!("Kerberos: {e}"))?;
     let host = t.host.trim_start_matches('[').trim_end_matches(']');
     let connect = tokio::time::timeout(cfg.connect_timeout, tokio::net::lookup_host((host, port)))
         .await

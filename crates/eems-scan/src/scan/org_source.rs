@@ -149,8 +149,6 @@ pub(super) async fn org_over_remote_powershell(
     progress: &dyn super::Progress,
 ) -> OrgResult {
     use crate::exchange_ps::{Endpoint, query_org};
-    use crate::kerberos::Credentials;
-    use std::sync::Arc;
 
     let fail = |error: String| OrgResult {
         facts: None,
@@ -159,25 +157,12 @@ pub(super) async fn org_over_remote_powershell(
         failures: Vec::new(),
     };
     let t = &shared.opts.transport;
-    // The scan's own credentials when it has them (a ticket from kinit, or with `--auth
-    // kerberos` the password). Without `--auth` they come from the ticket cache only, so that
-    // the host probes fall back to NTLM; Exchange Remote PowerShell takes Kerberos alone, so
-    // the org query then gets its own ticket from the password (managed kinit), whatever
-    // the host probes use.
-    let creds = match crate::kerberos::credentials(t).await {
-        Ok(c) => Ok(c),
-        Err(e) if t.auth_auto && !winrm_rs::ExposeSecret::expose_secret(&t.password).is_empty() => {
-            let (user, password) = (t.account.display(), t.password.clone());
-            tracing::debug!(cache = %e, "org query: no ticket in the cache, getting one from the password");
-            match tokio::task::spawn_blocking(move || Credentials::acquire(&user, Some(&password)))
-                .await
-            {
-                Ok(r) => r.map(Arc::new).map_err(Arc::new),
-                Err(e) => return fail(format!("org query over Remote PowerShell: {e}")),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    // The realm of the first org server with an FQDN decides, as for its host probe.
+    let fqdn = targets
+        .iter()
+        .find_map(|t| t.fqdn.clone())
+        .unwrap_or_default();
+    let creds = crate::kerberos_scan::org_credentials(t, &fqdn).await;
     let creds = match creds {
         Ok(c) => c,
         Err(e) => {

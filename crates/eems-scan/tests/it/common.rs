@@ -27,32 +27,32 @@ pub async fn eems_scan_env(
     password: &str,
     env: &[(&str, std::ffi::OsString)],
 ) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let password = password.to_string();
-    let env: Vec<(String, std::ffi::OsString)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let nowhere = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-krb5");
-        Command::new(env!("CARGO_BIN_EXE_eems-scan"))
-            .args(&args)
-            .env("KRB5_CONFIG", nowhere.join("krb5.conf"))
-            .env(
-                "KRB5CCNAME",
-                format!("FILE:{}", nowhere.join("ccache").display()),
-            )
-            .envs(env)
-            .env("EEMS_PASSWORD", password)
-            // A profile in the tester's configuration folder must not change the run.
-            .env("EEMS_NO_PROFILE", "1")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let mut cmd = scan_command(args, password, env);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The `eems-scan` command as the tests run it: the password in EEMS_PASSWORD (never an
+/// argument), `env` added.
+pub fn scan_command(args: &[&str], password: &str, env: &[(&str, std::ffi::OsString)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eems-scan"));
+    // No test reaches a KDC named in the machine's /etc/krb5.conf, or a ticket cache of the
+    // tester's, unless `env` says so.
+    let nowhere = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-krb5");
+    cmd.args(args)
+        .env("KRB5_CONFIG", nowhere.join("krb5.conf"))
+        .env(
+            "KRB5CCNAME",
+            format!("FILE:{}", nowhere.join("ccache").display()),
+        )
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("EEMS_PASSWORD", password)
+        // A profile in the tester's configuration folder must not change the run.
+        .env("EEMS_NO_PROFILE", "1")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    cmd
 }
 
 /// The names in `dir`, sorted: to show that nothing but the reports is left there.

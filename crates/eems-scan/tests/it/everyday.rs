@@ -470,7 +470,7 @@ async fn profile_precedence_is_flag_then_environment_then_profile_then_default()
     assert_eq!(get("--user").0, "LAB\\admin");
     assert_eq!(get("--user").1, format!("profile ({p} line 2)"));
     assert_eq!(get("--inventory").1, format!("profile ({p} line 6)"));
-    // No default: unset means Kerberos with a valid ticket of the user, else NTLM.
+    // No default: unset means Kerberos where credentials can be had, else NTLM.
     assert_eq!(get("--auth"), ("-".into(), "not set".into()));
     assert_eq!(get("--insecure").1, "environment (EEMS_INSECURE)");
     assert_eq!(get("--profile"), (p.clone(), "flag".into()));

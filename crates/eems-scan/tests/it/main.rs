@@ -10,6 +10,8 @@ mod evidence;
 mod golden;
 #[cfg(feature = "kerberos")]
 mod kerberos;
+#[cfg(feature = "kerberos")]
+mod kerberos_auto;
 mod org_data;
 #[cfg(feature = "kerberos")]
 mod org_psrp;

@@ -379,10 +379,12 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
         "org-psrp-scan",
     );
-    let lab = eems_lab::testkit::start_lab(fleet.clone(), &dir).await;
     let realm = Realm::start(RealmSpec::for_fleet(&fleet).unwrap())
         .await
         .unwrap();
+    // The servers are members of the realm, as a real organisation's are: without --auth, a
+    // scan whose krb5.conf knows the realm uses Kerberos for WinRS too.
+    let lab = eems_lab::testkit::start_kerberos_lab(fleet.clone(), &dir, &realm).await;
     let log = Arc::new(RequestLog::new(None, true).unwrap());
     let ps = ExchangePs::start(
         &fleet,

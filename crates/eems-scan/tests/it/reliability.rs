@@ -41,7 +41,7 @@ fn spawn_scan(dir: &Path, args: &[&str]) -> Child {
 }
 
 /// Waits, 20 s at most, until the lab has `n` shells open: long probes are under way.
-async fn wait_for_open_shells(lab: &Lab, n: usize) {
+pub async fn wait_for_open_shells(lab: &Lab, n: usize) {
     let t0 = Instant::now();
     while lab.open_shells() < n && t0.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -49,7 +49,7 @@ async fn wait_for_open_shells(lab: &Lab, n: usize) {
     assert!(lab.open_shells() >= n, "long probes never started");
 }
 
-async fn wait_for_exit(child: Child) -> std::process::Output {
+pub async fn wait_for_exit(child: Child) -> std::process::Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap()
@@ -494,7 +494,8 @@ async fn the_password_appears_nowhere() {
 }
 
 /// The same with `--auth kerberos` and only the password: it goes to libkrb5 in this process
-/// (no kinit, no argument list), and appears in no output, report, lab log or KDC log.
+/// (no kinit), so it is in no argument list of the scanner or of any child while the scan
+/// runs, and in no output, report, lab log or KDC log; a wrong password is in no error text.
 #[cfg(feature = "kerberos")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
@@ -503,7 +504,11 @@ async fn the_password_appears_nowhere() {
 )]
 async fn the_password_appears_nowhere_with_kerberos() {
     const SENTINEL: &str = "S3ntinel-Krb-4e1b";
-    let mut toml = fleet_toml("", &servers("SK", 152, 2, ""));
+    const WRONG: &str = "S3ntinel-Wrong-9d2c";
+    let mut list = servers("SK", 152, 2, "");
+    // A slow one, so that the scan is still running while its processes are looked at.
+    list.extend(servers("SL", 153, 1, "faults = { exec_ms = 2000 }"));
+    let mut toml = fleet_toml("", &list);
     toml.push_str(&format!(
         "[[account]]\ndomain = \"LAB\"\nuser = \"administrator\"\npassword = \"{SENTINEL}\"\n"
     ));
@@ -514,20 +519,55 @@ async fn the_password_appears_nowhere_with_kerberos() {
         .unwrap();
     let dir = scratch("sentinel-kerberos");
     let lab = eems_lab::testkit::start_kerberos_lab(fleet, &dir, &realm).await;
-    let (out, rep) = crate::kerberos::scan(
-        &realm,
-        &dir,
-        &dir.join("inventory.csv"),
-        &dir.join("none.ccache"),
-        SENTINEL,
-        &["-vvv"],
-    )
-    .await;
+    let json = dir.join("out.json");
+    let run = |password: &'static str| {
+        let env = crate::kerberos::client_env(&realm, &dir.join("none.ccache"));
+        let inventory = dir.join("inventory.csv");
+        crate::common::scan_command(
+            &[
+                "scan",
+                "-i",
+                inventory.to_str().unwrap(),
+                "-u",
+                USER,
+                "--auth",
+                "kerberos",
+                "--json",
+                json.to_str().unwrap(),
+                "--timeout",
+                "30",
+                "-vvv",
+            ],
+            password,
+            &env,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+
+    let child = run(SENTINEL);
+    // Every argument list of the scan's process tree, sampled until the scan ends (bounded).
+    let pid = child.id();
+    let t0 = Instant::now();
+    let mut argvs = Vec::new();
+    while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        argvs.extend(crate::kerberos::argv_of_tree(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = wait_for_exit(child).await;
+    assert!(!argvs.is_empty(), "the scan's processes were never seen");
+    let rep = report(&json);
     assert_eq!(s(&row(&rep, "SK01")["status"]), "ok", "{rep}");
     let mut haystacks = vec![
         ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
         ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
         ("kdc log", realm.kdc_log()),
+        ("argument lists", argvs.join("\n")),
     ];
     for f in ["out.json", "lab.jsonl"] {
         haystacks.push((f, std::fs::read_to_string(dir.join(f)).unwrap_or_default()));
@@ -535,6 +575,23 @@ async fn the_password_appears_nowhere_with_kerberos() {
     assert!(haystacks[1].1.len() > 1000, "-vvv produced no trace output");
     for (name, text) in &haystacks {
         assert!(!text.contains(SENTINEL), "the password leaked into {name}");
+    }
+
+    // A wrong password: refused by the KDC, and named in no error text.
+    let out = wait_for_exit(run(WRONG)).await;
+    assert_eq!(out.status.code(), Some(3));
+    let rep = std::fs::read_to_string(&json).unwrap();
+    assert!(rep.contains("refused the password"), "{rep}");
+    for (name, text) in [
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+        ("out.json", rep),
+        ("kdc log", realm.kdc_log()),
+    ] {
+        assert!(
+            !text.contains(WRONG),
+            "the wrong password leaked into {name}"
+        );
     }
     lab.shutdown().await;
 }
