@@ -243,9 +243,10 @@ async fn doctor_passes_every_step_over_kerberos_and_names_each_kerberos_and_powe
         [
             "Get-OrganizationConfig",
             "Get-ExchangeServer",
+            "Search-AdminAuditLog",
             "Get-ExchangeServer"
         ],
-        "the org query, then the RBAC probe"
+        "the org query as a scan runs it (its audit search included), then the RBAC probe"
     );
 
     // 2. A bad certificate: the IIS certificate's CA is not trusted.

@@ -8,7 +8,7 @@ use std::path::Path;
 use eems_lab::Lab;
 use eems_lab::kdc::Realm;
 
-use crate::common::{PASSWORD, USER, eems_scan_env, report};
+use crate::common::{PASSWORD, USER, eems_scan_env, org_data, report};
 use crate::kerberos::{assert_kerberos_only, client_env, kerberos_lab_of, rows, text};
 
 /// AS exchanges (a password or a ticket cache turned into a TGT) the KDC has logged.
@@ -20,7 +20,8 @@ fn as_reqs(realm: &Realm) -> usize {
         .count()
 }
 
-/// A scan without `--auth` as `user`, with `krb5_conf` as KRB5_CONFIG and no ticket cache.
+/// A scan without `--auth` as `user`, with `krb5_conf` as KRB5_CONFIG, no ticket cache, and
+/// the org facts from `--org-data`.
 async fn default_scan(
     realm: &Realm,
     dir: &Path,
@@ -34,6 +35,9 @@ async fn default_scan(
     env.retain(|(k, _)| *k != "KRB5_CONFIG");
     env.push(("KRB5_CONFIG", krb5_conf.as_os_str().to_owned()));
     let inventory = dir.join("inventory.csv");
+    // The org facts from the file: this test is about the host probes' mechanism (the org
+    // query takes Kerberos alone; org_psrp.rs).
+    let org = org_data(dir);
     let out = eems_scan_env(
         &[
             "scan",
@@ -45,6 +49,8 @@ async fn default_scan(
             json.to_str().unwrap(),
             "--timeout",
             "30",
+            &org[0],
+            &org[1],
         ],
         password,
         &env,
