@@ -6,6 +6,12 @@
 //! estimates. The floor is `ceil(N_in_scope / C) * (R * L + E)`: waves of C servers, each
 //! costing R HTTP round trips of latency L plus the remote execution time E, with R
 //! counted from the lab's request log.
+//!
+//! The org query is the scanner's default where it can be: with Kerberos over plain HTTP,
+//! Remote PowerShell to the `/PowerShell` endpoint `serve` starts beside the realm. NTLM
+//! cannot authenticate there (Exchange's `/PowerShell` is Kerberos only) and the lab's
+//! endpoint is HTTP only, so the other runs take the org facts from the file
+//! `eems-scan org-command` would write (`--org-data`): no org query crosses the network.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -72,9 +78,15 @@ pub struct BenchReport {
     pub max_authentications_per_server: usize,
     /// Servers that cost more than one authentication.
     pub servers_reauthenticated: usize,
+    /// Where the org facts came from: [`ORG_VIA_PSRP`] or [`ORG_VIA_FILE`].
+    pub org_path: &'static str,
+    /// The org query's cost on `/PowerShell`, from the lab log (0 with `--org-data`).
+    pub org: OrgCost,
     pub floor_s: f64,
-    /// The floor plus the org query, which must finish before host probes can start
-    /// (it costs one server's R * L + E, serially).
+    /// The floor plus the org query, which must finish before host probes can start (they
+    /// carry each server's proxy): its `org.requests * L` serially. The lab's `/PowerShell`
+    /// adds L to each response like every other endpoint and no execution time (the
+    /// cmdlets answer from the fleet file); with `--org-data` nothing is added.
     pub floor_with_org_s: f64,
     pub scan: ProcessCost,
     pub wall_over_floor: f64,
@@ -83,6 +95,22 @@ pub struct BenchReport {
     pub lab: ProcessCost,
     pub peer: Option<ProcessCost>,
     pub peer_cpu_ms_per_server: Option<f64>,
+}
+
+/// [`BenchReport::org_path`] of a run whose org query went over Remote PowerShell.
+pub const ORG_VIA_PSRP: &str = "Remote PowerShell (/PowerShell, Kerberos)";
+/// [`BenchReport::org_path`] of a run that read the org facts from a file.
+pub const ORG_VIA_FILE: &str = "--org-data file (no org query)";
+
+/// What the org query cost on `/PowerShell`, from the lab's log.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct OrgCost {
+    pub requests: usize,
+    pub connections: usize,
+    /// Kerberos AP-REQs accepted.
+    pub authentications: usize,
+    /// Cmdlet invocations (bare commands; script text would have failed the run).
+    pub cmdlets: usize,
 }
 
 /// Runs the benchmark. Every wait is bounded.
@@ -142,20 +170,26 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         .spawn()
         .with_context(|| format!("cannot start {}", o.lab_bin.display()))?;
     let lab_started = Instant::now();
-    let result = wait_ready(&mut lab).and_then(|()| measure(o, &fleet, &inventory, &ca_path));
+    let result =
+        wait_ready(&mut lab).and_then(|ps_port| measure(o, &fleet, &inventory, &ca_path, ps_port));
     // SIGTERM: the lab shuts down cleanly and flushes its log.
     unsafe {
         libc::kill(lab.id() as i32, libc::SIGTERM);
     }
     let lab_cost = wait_cost(&lab, lab_started, Duration::from_secs(60))?;
-    let (scan, in_scope, peer, scan_end_ms) = result?;
+    let (scan, in_scope, peer, scan_end_ms, org_path) = result?;
     let cost = per_server_cost(&log_path, scan_end_ms)?;
+    if org_path == ORG_VIA_PSRP && cost.org.cmdlets == 0 {
+        bail!(
+            "the scan ran no cmdlet on /PowerShell: its org query did not take the path measured"
+        );
+    }
     let median = cost.requests.median;
 
     let waves = in_scope.div_ceil(o.concurrency.max(1)) as f64;
     let one_server_s = (median * o.latency_ms as f64 + o.exec_ms as f64) / 1000.0;
     let floor_s = waves * one_server_s;
-    let floor_with_org_s = floor_s + one_server_s;
+    let floor_with_org_s = floor_s + (cost.org.requests as u64 * o.latency_ms) as f64 / 1000.0;
     let ratio = |floor: f64| {
         if floor > 0.0 {
             scan.wall_s / floor
@@ -183,6 +217,8 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
         authentications_per_server: cost.authentications.median,
         max_authentications_per_server: cost.authentications.max,
         servers_reauthenticated: cost.reauthenticated,
+        org_path,
+        org: cost.org,
         floor_s,
         floor_with_org_s,
         scan,
@@ -195,15 +231,16 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<BenchReport> {
     })
 }
 
-/// The scan's cost, servers in scope, the peer's cost, and when the scan ended (ms since
-/// the epoch, to keep the peer's requests out of the scan's count).
-type Measured = (ProcessCost, usize, Option<ProcessCost>, u64);
+/// The scan's cost, servers in scope, the peer's cost, when the scan ended (ms since the
+/// epoch, to keep the peer's requests out of the scan's count) and its org path.
+type Measured = (ProcessCost, usize, Option<ProcessCost>, u64, &'static str);
 
 fn measure(
     o: &BenchOptions,
     served: &Fleet,
     inventory: &Path,
     ca: &Path,
+    ps_port: Option<u16>,
 ) -> anyhow::Result<Measured> {
     let json = o.work_dir.join("scan.json");
     let user = format!("{}\\{}", fleet::DEFAULT_DOMAIN, fleet::DEFAULT_USER);
@@ -213,10 +250,6 @@ fn measure(
         .arg(inventory)
         .args(["--user", &user, "--quiet", "--no-progress"])
         .args(["--concurrency", &o.concurrency.to_string()])
-        // Named, not defaulted, so a run means the same whatever the scanner's default org
-        // path: `serve` has no Exchange `/PowerShell` endpoint, so the org query goes over
-        // WinRS (one shell on one server, not counted per server).
-        .args(["--org-via", "winrs"])
         .arg("--json")
         .arg(&json)
         .env("EEMS_PASSWORD", fleet::DEFAULT_PASSWORD)
@@ -227,6 +260,22 @@ fn measure(
     if o.https {
         cmd.arg("--https").arg("--ca-cert").arg(ca);
     }
+    let org_path = match (o.kerberos && !o.https, ps_port) {
+        // The scanner's default org query (no --org-via): the lab's /PowerShell is on this
+        // port of every host, not on 80.
+        (true, Some(port)) => {
+            cmd.args(["--org-port", &port.to_string()]);
+            ORG_VIA_PSRP
+        }
+        (true, None) => bail!("the lab serves Kerberos but printed no /PowerShell port"),
+        (false, _) => {
+            let org_data = o.work_dir.join("org-data.json");
+            std::fs::write(&org_data, crate::powershell::org_data_json(served)?)
+                .with_context(|| format!("{}: cannot write the org data", org_data.display()))?;
+            cmd.arg("--org-data").arg(&org_data);
+            ORG_VIA_FILE
+        }
+    };
     match o.evidence_days {
         0 => cmd.arg("--no-evidence"),
         days => cmd.args(["--evidence-days", &days.to_string()]),
@@ -303,10 +352,11 @@ fn measure(
             Some(cost)
         }
     };
-    Ok((scan, in_scope, peer, scan_end_ms))
+    Ok((scan, in_scope, peer, scan_end_ms, org_path))
 }
 
-fn wait_ready(lab: &mut Child) -> anyhow::Result<()> {
+/// Waits for the lab's ready line; returns the `/PowerShell` port it printed, if any.
+fn wait_ready(lab: &mut Child) -> anyhow::Result<Option<u16>> {
     let stdout = lab
         .stdout
         .take()
@@ -314,17 +364,20 @@ fn wait_ready(lab: &mut Child) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.starts_with("eems-lab ready"));
-        let _ = tx.send(ready);
+        let mut ps_port = None;
+        let ready = lines.by_ref().map_while(Result::ok).any(|l| {
+            if let Some(port) = l.strip_prefix(crate::PS_PORT_LINE) {
+                ps_port = port.trim().parse::<u16>().ok();
+            }
+            l.starts_with("eems-lab ready")
+        });
+        let _ = tx.send(ready.then_some(ps_port));
         // Keep draining so the lab never blocks on a full pipe.
         for _ in lines {}
     });
     match rx.recv_timeout(Duration::from_secs(300)) {
-        Ok(true) => Ok(()),
-        Ok(false) => bail!("the lab exited before it was ready"),
+        Ok(Some(ps_port)) => Ok(ps_port),
+        Ok(None) => bail!("the lab exited before it was ready"),
         Err(_) => bail!("the lab was not ready within 300 s"),
     }
 }
@@ -388,37 +441,37 @@ struct ServerCost {
     connections: Spread,
     authentications: Spread,
     reauthenticated: usize,
+    org: OrgCost,
 }
 
 /// What each server cost, from the lab log up to `until_ms`: HTTP requests (the handshake
 /// and every operation, but Receive polls beyond the first of each command), connections
-/// that carried them, and NTLM handshakes. The org query runs once per scan, not per
-/// server: its shell, and the handshake of the connection that carried it, are not counted
-/// against the server it ran on (a later probe reusing that connection is counted).
+/// that carried them, and authentications. The org query runs once per scan, on
+/// `/PowerShell` (its own listener, its own connection numbers): it is counted apart, not
+/// against the server it ran on.
 fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
-    let text = std::fs::read_to_string(log).with_context(|| format!("{}", log.display()))?;
-    let mut records = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let r: crate::log::LogRecord = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: not a log record", log.display(), n + 1))?;
-        if r.ts_ms <= until_ms {
-            records.push(r);
-        }
+    let records: Vec<crate::log::LogRecord> = crate::log::read_jsonl(log)?
+        .into_iter()
+        .filter(|r| r.ts_ms <= until_ms)
+        .collect();
+    let audit = crate::log::OrgQueryAudit::of(&records);
+    if !audit.is_clean() {
+        bail!("the org query left the measured path: {audit}");
     }
-    let org_shells: HashSet<&str> = records
+    let (org, winrs): (Vec<_>, Vec<_>) = records
         .iter()
-        .filter(|r| r.probe.as_deref() == Some("org"))
-        .filter_map(|r| r.shell_id.as_deref())
-        .collect();
-    let org_conns: HashSet<u64> = records
-        .iter()
-        .filter(|r| {
-            r.shell_id
-                .as_deref()
-                .is_some_and(|id| org_shells.contains(id))
-        })
-        .map(|r| r.conn)
-        .collect();
+        .partition(|r| r.server.ends_with("/PowerShell"));
+    let org = OrgCost {
+        requests: org.len(),
+        // Connection numbers are per /PowerShell host.
+        connections: org
+            .iter()
+            .map(|r| (r.server.as_str(), r.conn))
+            .collect::<HashSet<_>>()
+            .len(),
+        authentications: org.iter().filter(|r| is_authentication(r)).count(),
+        cmdlets: audit.cmdlets,
+    };
     #[derive(Default)]
     struct Tally {
         requests: usize,
@@ -427,15 +480,8 @@ fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
     }
     let mut per_server: HashMap<&str, Tally> = HashMap::new();
     let mut receives: HashMap<(&str, &str), usize> = HashMap::new();
-    for r in &records {
+    for r in winrs {
         let shell = r.shell_id.as_deref();
-        let org = match shell {
-            Some(id) => org_shells.contains(id),
-            None => org_conns.contains(&r.conn),
-        };
-        if org {
-            continue;
-        }
         let action = r.action.as_deref().unwrap_or("");
         if action == "Receive" || action == "Fault:TimedOut" {
             let n = receives
@@ -449,10 +495,7 @@ fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
         let t = per_server.entry(r.server.as_str()).or_default();
         t.requests += 1;
         t.conns.insert(r.conn);
-        // NTLM: one CHALLENGE per handshake; Kerberos: one AP-REQ accepted, no challenge.
-        if r.step == crate::log::STEP_CHALLENGE
-            || (r.auth == crate::log::AUTH_KERBEROS && r.step == crate::log::STEP_AUTHENTICATED)
-        {
+        if is_authentication(r) {
             t.handshakes += 1;
         }
     }
@@ -465,7 +508,14 @@ fn per_server_cost(log: &Path, until_ms: u64) -> anyhow::Result<ServerCost> {
         connections: Spread::of(tallies.iter().map(|t| t.conns.len()).collect()),
         authentications: Spread::of(tallies.iter().map(|t| t.handshakes).collect()),
         reauthenticated: tallies.iter().filter(|t| t.handshakes > 1).count(),
+        org,
     })
+}
+
+/// NTLM: one CHALLENGE per handshake; Kerberos: one AP-REQ accepted, no challenge.
+fn is_authentication(r: &crate::log::LogRecord) -> bool {
+    r.step == crate::log::STEP_CHALLENGE
+        || (r.auth == crate::log::AUTH_KERBEROS && r.step == crate::log::STEP_AUTHENTICATED)
 }
 
 fn epoch_ms() -> u64 {
@@ -491,6 +541,7 @@ impl BenchReport {
                 d => format!("--evidence-days {d}"),
             }
         );
+        t.push_str(&format!("org facts            {}\n", self.org_summary()));
         t.push_str(&format!(
             "requests/server      {:.0} (max {})\nconnections/server   {:.0} (max {})\nauthentications/server {:.0} (max {}; {} servers more than one)\nfloor                {:.2} s (with the org query {:.2} s)\nwall                 {:.2} s\nwall/floor           {:.3} (with the org query {:.3})\nscanner CPU/server   {:.2} ms\nscanner peak RSS     {:.1} MiB\nlab CPU              {:.2} s (peak RSS {:.1} MiB)\n",
             self.requests_per_server,
@@ -523,15 +574,32 @@ impl BenchReport {
         t
     }
 
+    /// Where the org facts came from and, for the org query, what it cost.
+    pub fn org_summary(&self) -> String {
+        if self.org_path == ORG_VIA_PSRP {
+            format!(
+                "{}: {} requests, {} connection(s), {} authentication(s), {} cmdlets",
+                self.org_path,
+                self.org.requests,
+                self.org.connections,
+                self.org.authentications,
+                self.org.cmdlets
+            )
+        } else {
+            self.org_path.to_string()
+        }
+    }
+
     /// Header of [`BenchReport::row`]: one Markdown table for a sweep.
-    pub const ROW_HEADER: &'static str = "| servers | -j | requests/server (max) | connections/server (max) | authentications/server (max) | wall | wall/floor | wall/(floor + org query) | scanner CPU/server | scanner peak RSS | lab CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    pub const ROW_HEADER: &'static str = "| servers | -j | org facts | requests/server (max) | connections/server (max) | authentications/server (max) | wall | wall/floor | wall/(floor + org query) | scanner CPU/server | scanner peak RSS | lab CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
     /// This run as one row under [`BenchReport::ROW_HEADER`].
     pub fn row(&self) -> String {
         format!(
-            "| {} | {} | {:.0} ({}) | {:.0} ({}) | {:.0} ({}) | {:.2} s | {:.3} | {:.3} | {:.2} ms | {:.1} MiB | {:.2} s |\n",
+            "| {} | {} | {} | {:.0} ({}) | {:.0} ({}) | {:.0} ({}) | {:.2} s | {:.3} | {:.3} | {:.2} ms | {:.1} MiB | {:.2} s |\n",
             self.servers,
             self.concurrency,
+            self.org_summary(),
             self.requests_per_server,
             self.max_requests_per_server,
             self.connections_per_server,

@@ -436,7 +436,8 @@ pub fn generate(o: &GenOptions) -> Fleet {
             mitigations_enabled: Some(true),
             error: None,
             servers_error: None,
-            second_hop_denied: false,
+            // As on a real organisation: only the legacy snap-in org query would need the hop.
+            second_hop_denied: true,
             admin_audit_error: None,
             admin_audit: audit_trail(),
         },

@@ -66,6 +66,11 @@ pub fn scanner_beside(exe: &std::path::Path) -> anyhow::Result<PathBuf> {
         })
 }
 
+/// What `eems-lab serve` prints on stdout, before its ready line, when it serves Exchange's
+/// `/PowerShell` (a fleet with a Kerberos realm), followed by the port: the scanner's
+/// `--org-port`. Scripts (and `bench`) read it.
+pub const PS_PORT_LINE: &str = "eems-lab /PowerShell port: ";
+
 pub struct LabOptions {
     /// Request log as JSON lines.
     pub log_path: Option<PathBuf>,

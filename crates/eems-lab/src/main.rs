@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve every host of a fleet file until SIGINT/SIGTERM.
+    /// Serve every host of a fleet file until SIGINT/SIGTERM. A Kerberos fleet also gets
+    /// Exchange's /PowerShell (HTTP, one port for every host, printed before the ready line).
     Serve {
         #[arg(long)]
         fleet: PathBuf,
@@ -144,7 +145,7 @@ async fn serve(
         );
     }
     #[cfg(feature = "kerberos")]
-    let (lab, _realm) = if fleet.listener.kerberos {
+    let (lab, realm_ps) = if fleet.listener.kerberos {
         let spec = eems_lab::kdc::RealmSpec::for_fleet(&fleet)?;
         let realm = eems_lab::kdc::Realm::start(spec).await?;
         if let Some(p) = &krb5_conf_out {
@@ -157,13 +158,23 @@ async fn serve(
             realm.kdc_addr(),
             realm.krb5_conf().display()
         );
-        (
-            Lab::start_with_realm(fleet, opts, listen, &realm).await?,
-            Some(realm),
-        )
+        let lab = Lab::start_with_realm(fleet, opts, listen, &realm).await?;
+        // Exchange's /PowerShell, so that the scanner's default org query has its endpoint.
+        let ps = match lab.start_exchange_ps(&realm).await {
+            Ok(ps) => ps,
+            Err(e) => {
+                lab.shutdown().await;
+                return Err(e);
+            }
+        };
+        (lab, Some((realm, ps)))
     } else {
         (Lab::start_listening(fleet, opts, listen).await?, None)
     };
+    #[cfg(feature = "kerberos")]
+    let ps_port = realm_ps.as_ref().map(|(_, (_, port))| *port);
+    #[cfg(not(feature = "kerberos"))]
+    let ps_port: Option<u16> = None;
     #[cfg(not(feature = "kerberos"))]
     let lab = {
         if fleet.listener.kerberos || krb5_conf_out.is_some() {
@@ -191,6 +202,9 @@ async fn serve(
     }
     {
         let mut out = std::io::stdout().lock();
+        if let Some(port) = ps_port {
+            writeln!(out, "{}{port}", eems_lab::PS_PORT_LINE)?;
+        }
         writeln!(out, "eems-lab ready: {n} servers")?;
         out.flush()?;
     }
@@ -198,6 +212,10 @@ async fn serve(
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+    #[cfg(feature = "kerberos")]
+    if let Some((_, (ps, _))) = realm_ps {
+        ps.shutdown().await;
     }
     lab.shutdown().await;
     Ok(())

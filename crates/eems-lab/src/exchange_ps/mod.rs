@@ -152,6 +152,7 @@ impl ExchangePs {
                 no_audit_role: no_audit_role.clone(),
                 log: opts.log.clone(),
                 shells: Mutex::new(HashMap::new()),
+                latency: Duration::from_millis(s.faults.latency_ms),
             });
             tasks.push(tokio::spawn(accept_loop(host, l, tls, cancel.clone())));
         }
@@ -188,6 +189,9 @@ struct Host {
     no_audit_role: Arc<Vec<String>>,
     log: Arc<RequestLog>,
     shells: Mutex<HashMap<String, Shell>>,
+    /// The fleet's `latency_ms`, which it adds to every HTTP response of the host: the
+    /// network between client and server is the same for IIS as for WinRM.
+    latency: Duration,
 }
 
 /// One runspace pool (a WS-Man shell) and the output waiting for Receive, per command id
@@ -298,6 +302,9 @@ async fn handle(
     let mut rec = LogRecord::request(format!("{}/PowerShell", host.name), id, tls);
     rec.ts_ms = log::now_ms();
     let resp = handle_inner(host, conn, req, &mut rec).await;
+    if !host.latency.is_zero() {
+        tokio::time::sleep(host.latency).await;
+    }
     rec.status = resp.status().as_u16();
     host.log.record(rec);
     resp
