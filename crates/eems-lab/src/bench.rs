@@ -306,6 +306,9 @@ fn measure(
             report.summary.error
         );
     }
+    if let Some(e) = &report.organization.error {
+        bail!("the scan got no org facts ({org_path}): {e}; the measurement is void");
+    }
     let in_scope = report.summary.total - report.summary.skipped;
 
     let peer = match &o.peer_python {
