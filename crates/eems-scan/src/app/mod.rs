@@ -78,13 +78,18 @@ pub async fn run(cli: Cli, password: PasswordSource) -> Result<i32, Failure> {
             Ok(exit::OK)
         }
         Command::Man { out_dir } => {
-            let written = match out_dir {
-                Some(dir) => clap_mangen::generate_to(crate::cli::command(), &dir),
+            let written = match &out_dir {
+                Some(dir) => std::fs::create_dir_all(dir)
+                    .and_then(|()| clap_mangen::generate_to(crate::cli::command(), dir)),
                 None => clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout()),
             };
-            written
-                .map(|_| 0)
-                .map_err(|e| usage(format!("cannot write the manual page: {e}")))
+            written.map(|_| exit::OK).map_err(|e| {
+                let place = out_dir.map(|d| format!(" into {}", d.display()));
+                usage(format!(
+                    "cannot write the manual page{}: {e}",
+                    place.unwrap_or_default()
+                ))
+            })
         }
     }
 }

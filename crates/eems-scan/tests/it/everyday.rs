@@ -607,7 +607,8 @@ async fn completions_and_the_man_page_are_generated_from_the_real_command_line()
         "{page}"
     );
 
-    let dir = scratch("man_pages");
+    // A folder that does not exist yet is made, as `--root` of cargo install is.
+    let dir = scratch("man_pages").join("man1");
     let out = run(&["man", "--out-dir", dir.to_str().unwrap()], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let scan_page = std::fs::read_to_string(dir.join("eems-scan-scan.1")).unwrap();
