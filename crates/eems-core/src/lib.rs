@@ -6,9 +6,11 @@
 //! what they print, into [`facts`]) → [`analysis`] (HealthChecker's decision table) →
 //! [`report`] (the row model every renderer and reader shares) → [`drift`] (two saved
 //! reports compared). [`sealing`] is the MS-WSMV `multipart/encrypted` framing, pure bytes,
-//! that both the scanner and the lab speak.
+//! that both the scanner and the lab speak; [`channel_binding`] the RFC 5929 binding of an
+//! HTTPS connection that both sides compute.
 
 pub mod analysis;
+pub mod channel_binding;
 pub mod drift;
 pub mod facts;
 pub mod inventory;

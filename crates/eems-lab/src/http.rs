@@ -667,7 +667,7 @@ async fn kerberos(
         _ => Box::new(acceptor.context()),
     };
     let bindings = if conn.tls {
-        ntlm::tls_server_end_point(&host.tls.cert_der)
+        eems_core::channel_binding::tls_server_end_point(&host.tls.cert_der)
     } else {
         None
     };

@@ -238,6 +238,7 @@ impl Lab {
                 no_audit_role: Vec::new(),
                 log: self.log.clone(),
                 https: false,
+                extended_protection: true,
             };
             match exchange_ps::ExchangePs::start(&self.fleet, realm, opts).await {
                 Ok(ps) => return Ok((ps, port)),

@@ -5,8 +5,10 @@
 //! `multipart/encrypted;protocol="application/HTTP-Kerberos-session-encrypted"`).
 //!
 //! With `--https`, `https://<fqdn>/PowerShell/` (443): TLS carries the privacy, the bodies are
-//! plain SOAP after the Kerberos handshake, as Windows does over HTTPS (no channel binding:
-//! Exchange's front end has Extended Protection off for `/PowerShell` by default).
+//! plain SOAP after the Kerberos handshake, as Windows does over HTTPS. The AP-REQ carries the
+//! channel bindings of the certificate that connection presented (RFC 5929
+//! `tls-server-end-point`, the initiator and acceptor addresses left empty as Windows does):
+//! Extended Protection, on by default since Exchange 2019 CU14, refuses a ticket without them.
 //!
 //! Only bare command invocations are sent, `Get-OrganizationConfig`, `Get-ExchangeServer` and
 //! `Search-AdminAuditLog` with parameters (`exchange_ps/audit.rs`): Exchange's runspace is NoLanguage, so
@@ -101,6 +103,10 @@ pub fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
+/// Over HTTPS the ticket is bound to the certificate this connection saw (Extended
+/// Protection), which anything re-encrypting in between breaks.
+const EP_HINT: &str = "; over HTTPS the ticket is bound to the certificate this connection received (Extended Protection), so a TLS-inspecting proxy or an SSL-offloading load balancer in between also gets it refused";
+
 /// Why the org query failed on one server, in words that name the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum OrgQueryError {
@@ -117,9 +123,11 @@ pub enum OrgQueryError {
     #[error("Kerberos: {0}")]
     Kerberos(#[from] KerberosError),
     #[error(
-        "http://{fqdn}/PowerShell/ refused the Kerberos ticket (HTTP 401): check the server's HTTP/{fqdn} SPN and the clocks"
+        "{}://{fqdn}/PowerShell/ refused the Kerberos ticket (HTTP 401): check the server's HTTP/{fqdn} SPN and the clocks{}",
+        if *.https { "https" } else { "http" },
+        if *.https { EP_HINT } else { "" }
     )]
-    KerberosRefused { fqdn: String },
+    KerberosRefused { fqdn: String, https: bool },
     #[error(
         "the account may not run {cmdlet}: it needs an Exchange role such as View-Only Organization Management"
     )]
@@ -382,7 +390,7 @@ impl Connection {
             addr: ep.connect,
             detail,
         };
-        let (mut send, driver) = match &ep.tls {
+        let (mut send, driver, bindings) = match &ep.tls {
             None => {
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
@@ -390,7 +398,7 @@ impl Connection {
                 let driver = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                (send, driver)
+                (send, driver, None)
             }
             Some(config) => {
                 let name = rustls::pki_types::ServerName::try_from(ep.fqdn.clone())
@@ -399,13 +407,23 @@ impl Connection {
                     .connect(name, stream)
                     .await
                     .map_err(|e| connect_err(format!("TLS: {e}")))?;
+                // Extended Protection: the ticket names the certificate this very connection
+                // presented, so it is worthless on a connection to anyone else. A certificate
+                // RFC 5929 defines no hash for gets no bindings: an IIS with Extended
+                // Protection then refuses the ticket (KerberosRefused), one without takes it.
+                let bindings = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| eems_core::channel_binding::tls_server_end_point(c));
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
                     .map_err(|e| connect_err(e.to_string()))?;
                 let driver = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                (send, driver)
+                (send, driver, bindings)
             }
         };
         let (scheme, default_port) = if ep.tls.is_some() {
@@ -422,12 +440,13 @@ impl Connection {
         let url = format!("{scheme}://{authority}/PowerShell/");
         // libkrb5 talks to the KDC synchronously.
         let fqdn = ep.fqdn.clone();
-        let (mut ctx, token) = tokio::task::spawn_blocking(move || creds.initial_token(&fqdn))
-            .await
-            .map_err(|e| OrgQueryError::Protocol {
-                fqdn: ep.fqdn.clone(),
-                detail: e.to_string(),
-            })??;
+        let (mut ctx, token) =
+            tokio::task::spawn_blocking(move || creds.initial_token(&fqdn, bindings.as_deref()))
+                .await
+                .map_err(|e| OrgQueryError::Protocol {
+                    fqdn: ep.fqdn.clone(),
+                    detail: e.to_string(),
+                })??;
         let req = hyper::Request::post(&url)
             .header("Host", &authority)
             .header(
@@ -461,6 +480,7 @@ impl Connection {
             401 => {
                 return Err(OrgQueryError::KerberosRefused {
                     fqdn: ep.fqdn.clone(),
+                    https: ep.tls.is_some(),
                 });
             }
             s => {
@@ -601,6 +621,7 @@ impl Connection {
         if status == 401 {
             return Err(OrgQueryError::KerberosRefused {
                 fqdn: self.fqdn.clone(),
+                https: !self.sealed,
             });
         }
         if body.is_empty() {
@@ -870,5 +891,28 @@ mod tests {
         let xml = "<s:Envelope xmlns:s=\"x\"><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:TimedOut</s:Value></s:Subcode></s:Code><s:Reason><s:Text>late</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>";
         assert_eq!(fault_of(xml).unwrap(), "WS-Man fault w:TimedOut: late");
         assert!(fault_of("<a><b/></a>").is_none());
+    }
+
+    #[test]
+    fn a_refused_ticket_over_https_names_extended_protection() {
+        let refused = |https| {
+            OrgQueryError::KerberosRefused {
+                fqdn: "ex01.lab.local".into(),
+                https,
+            }
+            .to_string()
+        };
+        let tls = refused(true);
+        assert!(
+            tls.starts_with("https://ex01.lab.local/PowerShell/"),
+            "{tls}"
+        );
+        assert!(tls.contains("Extended Protection"), "{tls}");
+        let plain = refused(false);
+        assert!(
+            plain.starts_with("http://ex01.lab.local/PowerShell/"),
+            "{plain}"
+        );
+        assert!(!plain.contains("Extended Protection"), "{plain}");
     }
 }

@@ -405,8 +405,14 @@ impl Credentials {
 
     /// The first token of a context with `HTTP/<fqdn>` (mutual authentication, sealing):
     /// gets the service ticket from the KDC, so it is also the pre-flight check of a server's
-    /// SPN. Blocking, like [`Self::acquire`].
-    pub fn initial_token(&self, fqdn: &str) -> Result<(ClientCtx, Vec<u8>), KerberosError> {
+    /// SPN. Over HTTPS `channel_bindings` is the connection's RFC 5929 application data
+    /// ([`eems_core::channel_binding`]), which the AP-REQ then carries. Blocking, like
+    /// [`Self::acquire`].
+    pub fn initial_token(
+        &self,
+        fqdn: &str,
+        channel_bindings: Option<&[u8]>,
+    ) -> Result<(ClientCtx, Vec<u8>), KerberosError> {
         let spn = format!("HTTP/{fqdn}@{}", self.realm);
         let target = Name::new(spn.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
             .map_err(|e| other("bad service principal", &e))?;
@@ -420,7 +426,7 @@ impl Credentials {
             Some(GSS_MECH_KRB5),
         );
         let token = ctx
-            .step(None, None)
+            .step(None, channel_bindings)
             .map_err(|e| self.tgs_error(&e, &spn))?
             .map(|t| t.to_vec())
             .ok_or_else(|| KerberosError::Other {
@@ -500,7 +506,7 @@ pub(crate) async fn service_ticket(
     fqdn: &str,
 ) -> Result<(), KerberosError> {
     let (c, f) = (creds.clone(), fqdn.to_string());
-    tokio::task::spawn_blocking(move || c.initial_token(&f).map(|_| ()))
+    tokio::task::spawn_blocking(move || c.initial_token(&f, None).map(|_| ()))
         .await
         .map_err(|e| KerberosError::Other {
             what: "getting a service ticket",
@@ -559,17 +565,23 @@ mod tests {
         std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
     }
 
-    /// The server side of one handshake, with the lab's acceptor and the realm's keytab.
+    /// The server side of one handshake, with the lab's acceptor and the realm's keytab, the
+    /// ticket bound to a TLS channel as over HTTPS.
     fn accepted_by_the_lab(creds: &Credentials) {
         let fqdn = var(FQDN);
         let spn = format!("HTTP/{fqdn}@{}", creds.realm());
         let acceptor =
             eems_lab::kerberos::Acceptor::from_keytab(std::path::Path::new(&var(KEYTAB)), &spn)
                 .unwrap();
-        let (mut client, token) = creds.initial_token(&fqdn).unwrap();
+        let bindings = b"tls-server-end-point:\x01\x02\x03";
+        let (mut client, token) = creds.initial_token(&fqdn, Some(bindings)).unwrap();
         let mut server = acceptor.context();
-        let reply = server.step(&token, None).unwrap().expect("an AP-REP");
+        let reply = server
+            .step(&token, Some(bindings))
+            .unwrap()
+            .expect("an AP-REP");
         assert!(client.step(Some(&reply), None).unwrap().is_none());
+        assert!(server.channel_bound());
         assert_eq!(
             server.client_principal().as_deref(),
             Some(creds.principal())
@@ -637,13 +649,15 @@ mod tests {
             }
             "unknown-spn" => {
                 let creds = Credentials::acquire(USER, Some(&password)).unwrap();
-                let e = creds.initial_token("nosuchhost.lab.local").unwrap_err();
+                let e = creds
+                    .initial_token("nosuchhost.lab.local", None)
+                    .unwrap_err();
                 assert!(
                     matches!(&e, KerberosError::UnknownSpn { spn } if spn == "HTTP/nosuchhost.lab.local@LAB.LOCAL"),
                     "{e}"
                 );
                 // The known one works with the same credentials.
-                creds.initial_token(&fqdn).unwrap();
+                creds.initial_token(&fqdn, None).unwrap();
             }
             "cache" => {
                 // kinit'ed by the parent: no password needed.

@@ -4,6 +4,9 @@
 //!
 //! - Kerberos only: NTLMSSP (bare or inside SPNEGO) and Basic get 401, as Exchange's IIS
 //!   configuration (Windows and Basic auth disabled, `kerbauth` in front) does.
+//! - Over HTTPS, Extended Protection "Required" (IIS's default on Exchange 2019 CU14+ and SE,
+//!   [`Options::extended_protection`]): the AP-REQ must carry the channel bindings of this
+//!   host's certificate; none, or another certificate's, get 401.
 //! - Every SOAP body is sealed with the Kerberos session under the MIME protocol of the scheme
 //!   that authenticated (`Kerberos` -> `HTTP-Kerberos-session-encrypted`).
 //! - The runspace is NoLanguage: only command invocations of the allow-list run; script text
@@ -85,6 +88,10 @@ pub struct Options {
     /// HTTPS (`https://<fqdn>/PowerShell/`) with a CA made at start ([`ExchangePs::ca_pem`]);
     /// the bodies are then not sealed, as Windows does not seal inside TLS.
     pub https: bool,
+    /// With `https`: Extended Protection "Required", as IIS has it on Exchange 2019 CU14+ and
+    /// SE: a ticket whose AP-REQ is not bound to this host's certificate gets 401. `false`:
+    /// "Off", as on older Exchange, where any ticket is taken.
+    pub extended_protection: bool,
 }
 
 /// The running endpoints: one listener per host that is neither `down` nor `ps_down`.
@@ -138,14 +145,30 @@ impl ExchangePs {
                 )
             })?;
             let bound = l.local_addr()?;
-            let tls = match &pki {
-                Some(p) => Some(p.host(&s.name, &fqdn, s.address)?.config),
-                None => None,
+            let (tls, bindings) = match &pki {
+                Some(p) => {
+                    let t = p.host(&s.name, &fqdn, s.address)?;
+                    let bindings = match opts.extended_protection {
+                        true => Some(
+                            eems_core::channel_binding::tls_server_end_point(&t.cert_der)
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!(
+                                        "server {}: its certificate has no channel binding",
+                                        s.name
+                                    )
+                                })?,
+                        ),
+                        false => None,
+                    };
+                    (Some(t.config), bindings)
+                }
+                None => (None, None),
             };
             endpoints.push((s.name.clone(), fqdn, bound));
             let host = Arc::new(Host {
                 name: s.name.clone(),
                 acceptor,
+                bindings,
                 org: org.clone(),
                 servers: servers.clone(),
                 no_role: no_role.clone(),
@@ -183,6 +206,9 @@ impl ExchangePs {
 struct Host {
     name: String,
     acceptor: Acceptor,
+    /// Extended Protection: the channel bindings every AP-REQ must carry (the listener is
+    /// HTTPS-only, so they are those of the one certificate it presents).
+    bindings: Option<Vec<u8>>,
     org: Arc<OrgSpec>,
     servers: Arc<Vec<ServerSpec>>,
     no_role: Arc<Vec<String>>,
@@ -367,7 +393,18 @@ async fn handle_inner(
         }
         rec.auth = AUTH_KERBEROS.into();
         let mut ctx = host.acceptor.context();
-        match ctx.step(&raw, None) {
+        // MIT refuses bindings of another certificate itself, but takes a ticket without any
+        // and only says so in the context's flags.
+        match ctx.step(&raw, host.bindings.as_deref()) {
+            Ok(_) if host.bindings.is_some() && ctx.is_established() && !ctx.channel_bound() => {
+                rec.step = log::STEP_REJECTED.into();
+                rec.note = Some(
+                    "Extended Protection: the Kerberos ticket is not bound to this TLS channel"
+                        .into(),
+                );
+                *lock(conn) = None;
+                return unauthorized();
+            }
             Ok(answer) if ctx.is_established() => {
                 let who = ctx.client_principal().unwrap_or_default();
                 rec.step = log::STEP_AUTHENTICATED.into();

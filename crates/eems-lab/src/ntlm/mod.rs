@@ -21,7 +21,7 @@ pub(crate) mod test_client;
 mod tests;
 
 pub use auth::{account_matches, authenticate, challenge};
-pub use channel_binding::{channel_binding_hash, tls_server_end_point};
+pub use channel_binding::channel_binding_hash;
 use seal::Role;
 pub use seal::{SEALED_CONTENT_TYPE, Session};
 

@@ -38,51 +38,41 @@ async fn pypsrp_runs_the_cmdlets_over_kerberos_and_script_text_is_refused() {
         .await
         .unwrap();
     let log = Arc::new(RequestLog::new(None, true).unwrap());
-    let ps = ExchangePs::start(
-        &fleet,
-        &realm,
-        exchange_ps::Options {
-            port: 0,
-            no_role: vec![],
-            no_audit_role: vec![],
-            log: log.clone(),
-            https: false,
-        },
-    )
-    .await
-    .unwrap();
+    let start = |https| {
+        ExchangePs::start(
+            &fleet,
+            &realm,
+            exchange_ps::Options {
+                port: 0,
+                no_role: vec![],
+                no_audit_role: vec![],
+                log: log.clone(),
+                https,
+                extended_protection: true,
+            },
+        )
+    };
+    let ps = start(false).await.unwrap();
+    let tls = start(true).await.unwrap();
     let ccache = realm.dir().join("pypsrp.ccache");
     realm
         .kinit(&realm.user_principal(), PASSWORD, &ccache, None)
         .await
         .unwrap();
+    let ca = realm.dir().join("pypsrp-ca.pem");
+    std::fs::write(&ca, tls.ca_pem.as_deref().unwrap()).unwrap();
     let addr = ps.addr("PS01").unwrap();
-    let mut env = realm.client_env();
-    env.push(("KRB5CCNAME", format!("FILE:{}", ccache.display()).into()));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pypsrp/check_exchange.py");
-    let args: Vec<OsString> = vec![
-        script.into(),
-        addr.ip().to_string().into(),
-        addr.port().to_string().into(),
-        "ps01.lab.local".into(),
-        "Fabrikam".into(),
-        "2".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(&py)
-            .args(args)
-            .envs(env)
-            .output()
-            .expect("a Python with pypsrp (.venv/bin/python or EEMS_PYTHON)")
-    })
-    .await
-    .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    check_with_pypsrp(&py, &realm, &ccache, addr, None).await;
+    // HTTPS under Extended Protection: pyspnego binds the ticket to the certificate, as the
+    // lab requires, so this also checks the lab's binding against an independent client's.
+    check_with_pypsrp(&py, &realm, &ccache, tls.addr("PS01").unwrap(), Some(&ca)).await;
     assert!(
-        out.status.success() && text.contains("pypsrp: all checks passed"),
-        "{text}"
+        log.records()
+            .iter()
+            .any(|r| r.tls && r.auth == exchange_ps::AUTH_KERBEROS && r.status == 200),
+        "no Kerberos request over HTTPS got in"
     );
+    tls.shutdown().await;
     // What pypsrp sent: Kerberos, sealed, and the script text visible as such in the log.
     let records = log.records();
     assert!(
@@ -118,6 +108,45 @@ async fn pypsrp_runs_the_cmdlets_over_kerberos_and_script_text_is_refused() {
         "{records:?}"
     );
     ps.shutdown().await;
+}
+
+/// Runs tests/pypsrp/check_exchange.py against `addr` (HTTPS trusting `ca` when given).
+async fn check_with_pypsrp(
+    py: &Path,
+    realm: &Realm,
+    ccache: &Path,
+    addr: std::net::SocketAddr,
+    ca: Option<&Path>,
+) {
+    let mut env = realm.client_env();
+    env.push(("KRB5CCNAME", format!("FILE:{}", ccache.display()).into()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pypsrp/check_exchange.py");
+    let mut args: Vec<OsString> = vec![
+        script.into(),
+        addr.ip().to_string().into(),
+        addr.port().to_string().into(),
+        "ps01.lab.local".into(),
+        "Fabrikam".into(),
+        "2".into(),
+    ];
+    args.extend(ca.map(OsString::from));
+    let py = py.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&py)
+            .args(args)
+            .envs(env)
+            .output()
+            .expect("a Python with pypsrp (.venv/bin/python or EEMS_PYTHON)")
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("pypsrp: all checks passed"),
+        "{} {text}",
+        if ca.is_some() { "HTTPS" } else { "HTTP" }
+    );
 }
 
 /// The status code of one raw HTTP/1.1 POST with an empty body.

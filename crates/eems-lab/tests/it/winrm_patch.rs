@@ -199,7 +199,7 @@ mod kerberos {
         // Over HTTPS the AP-REQ must be bound to this certificate (RFC 5929).
         let bindings = tls
             .as_ref()
-            .map(|t| eems_lab::ntlm::tls_server_end_point(&t.cert_der).unwrap());
+            .map(|t| eems_core::channel_binding::tls_server_end_point(&t.cert_der).unwrap());
         let tls = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let listener = tokio::net::TcpListener::bind("127.0.68.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -2,8 +2,10 @@
 
 pypsrp (jborean93) is the Python MS-PSRP client admins use against Exchange; here with
 Kerberos (pyspnego + MIT GSSAPI), configuration_name="Microsoft.Exchange", path="PowerShell/".
-Arguments: address port fqdn org_name server_count. The ticket comes from KRB5CCNAME (kinit'ed
-by the Rust side), the realm from KRB5_CONFIG. Prints one line per check; exits non-zero on
+Arguments: address port fqdn org_name server_count [ca_pem]. With ca_pem: HTTPS trusting that
+CA, the bodies not encrypted inside TLS (as Windows does) and the ticket bound to the server's
+certificate (pyspnego's channel bindings, which Extended Protection requires). The ticket
+comes from KRB5CCNAME (kinit'ed by the Rust side), the realm from KRB5_CONFIG. Prints one line per check; exits non-zero on
 the first failure.
 """
 import datetime
@@ -15,6 +17,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 address, port, fqdn, org_name, server_count = sys.argv[1:6]
+ca = sys.argv[6] if len(sys.argv) > 6 else None
 
 
 def wsman(auth="kerberos", **kw):
@@ -22,9 +25,10 @@ def wsman(auth="kerberos", **kw):
         address,
         port=int(port),
         path="PowerShell/",
-        ssl=False,
+        ssl=ca is not None,
+        cert_validation=ca or True,
         auth=auth,
-        encryption="always",
+        encryption="auto" if ca else "always",
         negotiate_hostname_override=fqdn,
         negotiate_service="HTTP",
         operation_timeout=10,

@@ -64,6 +64,7 @@ async fn start(name: &str, octet: u8, kdc_skew_secs: i64) -> KerberosLab {
         no_audit_role: Vec::new(),
         log: ps_log.clone(),
         https,
+        extended_protection: true,
     };
     let mut ps = Vec::new();
     for (port, https, no_role) in [

@@ -205,6 +205,7 @@ async fn the_org_query_runs_its_cmdlets_over_sealed_kerberos_psrp_and_names_each
         no_audit_role: vec![],
         log: log.clone(),
         https: false,
+        extended_protection: true,
     };
     let ok = ExchangePs::start(&fleet, &realm, options(vec![]))
         .await
@@ -395,6 +396,7 @@ async fn scan_takes_the_org_from_remote_powershell_with_fallback_and_host_probes
             no_audit_role: vec![],
             log: log.clone(),
             https: false,
+            extended_protection: true,
         },
     )
     .await
