@@ -123,14 +123,10 @@ pub(super) async fn check_server(shared: &Shared, t: Target) -> ServerCheck {
         }
     }
 
-    // Name resolution, of the name the scan connects to: the inventory's address, else (with
-    // Kerberos, whose URL carries the FQDN) the FQDN, else the name.
+    // Name resolution, of the name the scan connects to (`Target::host`): the inventory's
+    // address, else the FQDN, else the name.
     let kerberos_fqdn = t.fqdn.as_deref().filter(|_| auth == AuthKind::Kerberos);
     let bare = t.host.trim_start_matches('[').trim_end_matches(']');
-    let bare = match kerberos_fqdn {
-        Some(fqdn) if bare.parse::<IpAddr>().is_err() => fqdn,
-        _ => bare,
-    };
     let spn = kerberos_fqdn
         .map(|f| format!(" (Kerberos: SPN and Host HTTP/{f})"))
         .unwrap_or_default();
