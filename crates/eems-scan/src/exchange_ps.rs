@@ -191,11 +191,7 @@ async fn query_inner(
     let (org, servers) = answers?;
     let mut facts = OrgFacts::default();
     match org {
-        Ok(values) => {
-            let o = values.first();
-            facts.name = o.and_then(|o| string(o, "Name"));
-            facts.mitigations_enabled = o.and_then(|o| boolean(o, "MitigationsEnabled"));
-        }
+        Ok(values) => org_config(&mut facts, &values),
         Err(msg) => facts.error = Some(msg),
     }
     match servers {
@@ -282,6 +278,13 @@ async fn run_command(
     }
 }
 
+/// The facts `Get-OrganizationConfig`'s first object gives.
+fn org_config(facts: &mut OrgFacts, values: &[PsValue]) {
+    let o = values.first();
+    facts.name = o.and_then(|o| string(o, "Name"));
+    facts.mitigations_enabled = o.and_then(|o| boolean(o, "MitigationsEnabled"));
+}
+
 fn prop<'a>(v: &'a PsValue, name: &str) -> Option<&'a PsValue> {
     v.properties()?.get(name)
 }
@@ -334,14 +337,46 @@ fn utc(dt: &str) -> String {
         .unwrap_or_else(|| dt.to_string())
 }
 
+// A plain remote session sends Exchange's rich types as their string form; serialized in
+// full, as Export-Clixml on real servers records them (tests/fixtures/css-exchange), they are
+// `<Obj>`s with properties, and psrp-rs drops their `<ToString>`: both shapes are read.
+
+/// `Site`, an ADObjectId: its string form's last segment, or the object's `Name`.
+fn site(v: &PsValue) -> Option<String> {
+    match prop(v, "Site")? {
+        PsValue::Object(o) => o.get("Name").and_then(PsValue::as_str).map(str::to_string),
+        other => other.as_str().map(site_name),
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// `AdminDisplayVersion`, a ServerVersion: its string form, or the same text
+/// (`Version 15.2 (Build 1544.4)`) rebuilt from the object's numbers.
+fn admin_display_version(v: &PsValue) -> Option<String> {
+    match prop(v, "AdminDisplayVersion")? {
+        PsValue::Object(o) => {
+            let n = |k: &str| o.get(k).and_then(PsValue::as_i32);
+            Some(format!(
+                "Version {}.{} (Build {}.{})",
+                n("Major")?,
+                n("Minor")?,
+                n("Build")?,
+                n("Revision")?
+            ))
+        }
+        other => other.as_str().map(str::to_string),
+    }
+    .filter(|s| !s.is_empty())
+}
+
 fn server_facts(v: &PsValue) -> ExchangeServerFacts {
     ExchangeServerFacts {
         name: string(v, "Name").unwrap_or_default(),
         fqdn: string(v, "Fqdn"),
-        site: string(v, "Site").map(|s| site_name(&s)),
+        site: site(v),
         server_role: string(v, "ServerRole"),
         is_edge_server: boolean(v, "IsEdgeServer"),
-        admin_display_version: string(v, "AdminDisplayVersion"),
+        admin_display_version: admin_display_version(v),
         mitigations_enabled: boolean(v, "MitigationsEnabled"),
         mitigations_applied: strings(v, "MitigationsApplied"),
         mitigations_blocked: strings(v, "MitigationsBlocked"),
@@ -874,6 +909,9 @@ pub async fn get_exchange_server(
     })
     .await
 }
+
+#[cfg(test)]
+mod recorded_tests;
 
 #[cfg(test)]
 mod tests {

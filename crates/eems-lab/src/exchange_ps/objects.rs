@@ -4,8 +4,22 @@ use psrp_rs::{PsObject, PsValue};
 
 use crate::fleet::{OrgSpec, ServerSpec};
 
+/// A `MultiValuedProperty<string>`, as real servers serialize one (recorded in
+/// `eems-scan/tests/fixtures/css-exchange`): its type names, then the list
+/// (`<Obj><TN/><LST><S/></LST></Obj>`).
 fn strings(list: &[String]) -> PsValue {
-    PsValue::List(list.iter().map(|s| PsValue::String(s.clone())).collect())
+    PsValue::Object(
+        PsObject::new()
+            .with(
+                "_value",
+                PsValue::List(list.iter().map(|s| PsValue::String(s.clone())).collect()),
+            )
+            .with_type_names([
+                "Deserialized.Microsoft.Exchange.Data.MultiValuedProperty`1[[System.String, mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089]]",
+                "Deserialized.Microsoft.Exchange.Data.MultiValuedPropertyBase",
+                "Deserialized.System.Object",
+            ]),
+    )
 }
 
 fn opt_bool(v: Option<bool>) -> Option<PsValue> {
@@ -121,3 +135,6 @@ pub(super) fn exchange_server(org: &OrgSpec, s: &ServerSpec) -> PsValue {
     o.to_string = Some(s.name.clone());
     PsValue::Object(o)
 }
+
+#[cfg(test)]
+mod shape_tests;
