@@ -49,6 +49,16 @@ pub async fn wait_for_open_shells(lab: &Lab, n: usize) {
     assert!(lab.open_shells() >= n, "long probes never started");
 }
 
+/// Waits (up to 5 s) for the lab to have no shell open: the scanner's last Deletes may still
+/// be in the lab's hands when the scanner has exited.
+async fn wait_for_no_open_shells(lab: &Lab) -> usize {
+    let t0 = Instant::now();
+    while lab.open_shells() > 0 && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lab.open_shells()
+}
+
 pub async fn wait_for_exit(child: Child) -> std::process::Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -327,8 +337,11 @@ async fn sigint_writes_reports_with_unfinished_servers_interrupted() {
     }
     let csv_rows = csv::Reader::from_path(&csv).unwrap().records().count();
     assert_eq!(csv_rows, 9);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(lab.open_shells(), 0, "in-flight shells were not closed");
+    assert_eq!(
+        wait_for_no_open_shells(&lab).await,
+        0,
+        "in-flight shells were not closed"
+    );
     lab.shutdown().await;
 }
 
@@ -503,8 +516,7 @@ async fn endless_output_is_cut_off_and_memory_stays_flat() {
     assert_eq!(s(&row(&rep, "OK01")["status"]), "ok");
     println!("peak RSS of the scan: {peak_kib} KiB");
     assert!(peak_kib < 100 * 1024, "peak RSS {peak_kib} KiB");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(lab.open_shells(), 0);
+    assert_eq!(wait_for_no_open_shells(&lab).await, 0);
     lab.shutdown().await;
 }
 
