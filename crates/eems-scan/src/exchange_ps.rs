@@ -403,6 +403,21 @@ struct Connection {
     _driver: tokio::task::JoinHandle<()>,
 }
 
+/// An HTTP/1.1 client connection over `io` (TCP, or TLS over it), its driver on a task of
+/// its own.
+async fn http1<I>(io: I) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((send, driver))
+}
+
 impl Connection {
     fn protocol(&self, detail: String) -> OrgQueryError {
         OrgQueryError::Protocol {
@@ -427,12 +442,7 @@ impl Connection {
         };
         let (mut send, driver, bindings) = match &ep.tls {
             None => {
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| connect_err(e.to_string()))?;
-                let driver = tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let (send, driver) = http1(stream).await.map_err(connect_err)?;
                 (send, driver, None)
             }
             Some(config) => {
@@ -452,12 +462,7 @@ impl Connection {
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|c| eems_core::channel_binding::tls_server_end_point(c));
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| connect_err(e.to_string()))?;
-                let driver = tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let (send, driver) = http1(tls).await.map_err(connect_err)?;
                 (send, driver, bindings)
             }
         };
