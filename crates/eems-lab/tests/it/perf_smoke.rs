@@ -7,32 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use eems_lab::bench::{BenchOptions, ORG_VIA_FILE, run};
+use eems_lab::bench::{BenchOptions, BenchReport, ORG_VIA_FILE, run};
 
 /// Generated fleets always take the same loopback addresses: one bench at a time.
 static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
-    let work_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf-smoke");
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let _fleet = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    let report = run(&BenchOptions {
-        servers: 400,
-        concurrency: 200,
-        latency_ms: 10,
-        exec_ms: 1000,
-        https: false,
-        evidence_days: eems_core::probe::DEFAULT_EVIDENCE_DAYS,
-        kerberos: false,
-        seed: 7,
-        work_dir,
-        lab_bin: PathBuf::from(env!("CARGO_BIN_EXE_eems-lab")),
-        scan_bin: eems_lab::scanner_beside(Path::new(env!("CARGO_BIN_EXE_eems-lab"))).unwrap(),
-        peer_python: None,
-        peer_script: PathBuf::new(),
-    })
-    .unwrap();
+    let report = bench("perf-smoke", 400, 200, 10, 1000, false);
     println!("{}", report.table());
     assert!(report.in_scope >= 300, "{report:?}");
     assert_eq!(report.org_path, ORG_VIA_FILE, "{report:?}");
@@ -84,26 +66,8 @@ fn four_hundred_servers_at_j200_authenticate_once_each_near_the_floor() {
     ignore = "MIT Kerberos not installed: apt-get install -y krb5-kdc krb5-admin-server krb5-user faketime"
 )]
 fn kerberos_bench_sends_the_default_org_query_to_the_labs_powershell_and_counts_it_apart() {
-    let work_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf-smoke-kerberos");
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let _fleet = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
     let latency_ms = 10;
-    let report = run(&BenchOptions {
-        servers: 40,
-        concurrency: 20,
-        latency_ms,
-        exec_ms: 200,
-        https: false,
-        evidence_days: eems_core::probe::DEFAULT_EVIDENCE_DAYS,
-        kerberos: true,
-        seed: 7,
-        work_dir,
-        lab_bin: PathBuf::from(env!("CARGO_BIN_EXE_eems-lab")),
-        scan_bin: eems_lab::scanner_beside(Path::new(env!("CARGO_BIN_EXE_eems-lab"))).unwrap(),
-        peer_python: None,
-        peer_script: PathBuf::new(),
-    })
-    .unwrap();
+    let report = bench("perf-smoke-kerberos", 40, 20, latency_ms, 200, true);
     println!("{}", report.table());
     assert_eq!(report.org_path, eems_lab::bench::ORG_VIA_PSRP, "{report:?}");
     assert_eq!(report.org.cmdlets, 3, "{report:?}");
@@ -125,4 +89,35 @@ fn kerberos_bench_sends_the_default_org_query_to_the_labs_powershell_and_counts_
     assert_eq!(report.authentications_per_server, 1.0, "{report:?}");
     assert_eq!(report.max_authentications_per_server, 1, "{report:?}");
     assert!(report.wall_over_floor_with_org >= 1.0, "{report:?}");
+}
+
+/// One bench run of a generated fleet (seed 7, evidence on) in its own folder, the two
+/// smoke tests one after the other: generated fleets bind the same addresses.
+fn bench(
+    name: &str,
+    servers: usize,
+    concurrency: usize,
+    latency_ms: u64,
+    exec_ms: u64,
+    kerberos: bool,
+) -> BenchReport {
+    let work_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let _fleet = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    run(&BenchOptions {
+        servers,
+        concurrency,
+        latency_ms,
+        exec_ms,
+        https: false,
+        evidence_days: eems_core::probe::DEFAULT_EVIDENCE_DAYS,
+        kerberos,
+        seed: 7,
+        work_dir,
+        lab_bin: PathBuf::from(env!("CARGO_BIN_EXE_eems-lab")),
+        scan_bin: eems_lab::scanner_beside(Path::new(env!("CARGO_BIN_EXE_eems-lab"))).unwrap(),
+        peer_python: None,
+        peer_script: PathBuf::new(),
+    })
+    .unwrap()
 }
